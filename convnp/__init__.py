@@ -1,0 +1,15 @@
+"""convnp: convolutional neural networks in plain, readable NumPy (CuPy on a GPU).
+
+    import convnp
+    from convnp import nn
+    model = nn.Sequential([nn.Conv2D(30, 5, activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
+                           nn.Dense(100, activation="relu"), nn.Dense(10)])
+"""
+from . import backend, functional, nn, data
+from .backend import no_grad, get_array_module, to_device, to_numpy
+
+functional_ = functional
+F = functional
+
+__version__ = "0.1.0"
+__all__ = ["backend", "functional", "F", "nn", "data", "no_grad", "get_array_module", "to_device", "to_numpy"]

@@ -1,0 +1,126 @@
+"""The one module that knows about CuPy.
+
+Every op that allocates starts with ``xp = get_array_module(x)`` and allocates with ``dtype=x.dtype``,
+so the same code runs on NumPy arrays (CPU) and CuPy arrays (GPU). Everything else in convnp imports
+array-module helpers from here and never imports cupy itself.
+
+Also here: the default float dtype (float32), the global "grad enabled" switch used by ``no_grad()``
+to skip caching activations during inference, and seeding helpers that hand out explicit
+``numpy.random.Generator`` objects.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+try:  # CuPy is optional: the `gpu` extra
+    import cupy as _cupy  # type: ignore
+except Exception:  # ImportError, or a CUDA runtime error at import time
+    _cupy = None
+
+DEFAULT_DTYPE = np.float32
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def _require_cupy():
+    if _cupy is None:
+        raise RuntimeError("convnp: device 'cuda' needs CuPy; install it with `pip install convnp[gpu]` "
+                           "(cupy-cuda12x or cupy-cuda13x) on a machine with an NVIDIA GPU")
+    if not cupy_available():
+        raise RuntimeError("convnp: CuPy is installed but no CUDA GPU is visible")
+    return _cupy
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy`` (like ``cupy.get_array_module``)."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def is_cupy_array(x) -> bool:
+    return _cupy is not None and isinstance(x, _cupy.ndarray)
+
+
+def device_of(x) -> str:
+    """'cuda' for a CuPy array, 'cpu' otherwise."""
+    return "cuda" if is_cupy_array(x) else "cpu"
+
+
+def normalize_device(device) -> str:
+    """Accept 'cpu', 'cuda', 'cuda:0', 'gpu'; return 'cpu' or 'cuda'."""
+    name = str(device).lower()
+    if name == "cpu":
+        return "cpu"
+    if name in ("cuda", "gpu") or name.startswith("cuda:"):
+        return "cuda"
+    raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'cuda'")
+
+
+def to_device(x, device):
+    """Move an array to 'cpu' (NumPy) or 'cuda' (CuPy). Non-arrays are returned unchanged."""
+    device = normalize_device(device)
+    if device == "cpu":
+        return to_numpy(x)
+    cp = _require_cupy()
+    if isinstance(x, (np.ndarray, np.generic)):
+        return cp.asarray(x)
+    return x
+
+
+def to_numpy(x):
+    """Host copy of an array (CuPy -> NumPy); NumPy arrays and scalars pass through."""
+    if is_cupy_array(x):
+        return x.get()
+    return x
+
+
+def array_module_for(device):
+    return np if normalize_device(device) == "cpu" else _require_cupy()
+
+
+# ---------------------------------------------------------------- autograd switch
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Layers cache what backward needs only while this is True (the default)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager for inference: layers skip caching activations, saving memory and time.
+
+    Example::
+
+        with convnp.no_grad():
+            logits = model(x)
+    """
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+# ---------------------------------------------------------------- seeding
+def make_rng(seed=None) -> np.random.Generator:
+    """A NumPy Generator from a seed, an existing Generator (returned as is) or None (fresh entropy)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)

@@ -1,0 +1,3 @@
+"""Pure forward/backward pairs on arrays (NumPy or CuPy)."""
+from .activation import *  # noqa: F401,F403
+from . import activation

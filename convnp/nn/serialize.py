@@ -1,0 +1,62 @@
+"""Models as JSON-able configs (no pickle): ``{"class": "Conv2D", "config": {...}}``, recursively."""
+from __future__ import annotations
+
+import numpy as np
+
+from .module import MODULE_REGISTRY, Module
+
+
+def _encode(value):
+    if isinstance(value, Module):
+        return module_to_config(value)
+    if isinstance(value, dict):
+        return {"__dict__": {str(k): _encode(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.dtype, type)) and value in (np.float32, np.float64, np.float16):
+        return {"__dtype__": np.dtype(value).name}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot serialize config value {value!r} of type {type(value).__name__}")
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if "class" in value and "config" in value:
+            return module_from_config(value)
+        if "__dict__" in value:
+            return {k: _decode(v) for k, v in value["__dict__"].items()}
+        if "__dtype__" in value:
+            return np.dtype(value["__dtype__"]).type
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def module_to_config(module: Module) -> dict:
+    """A JSON-able description that :func:`module_from_config` turns back into an equal module.
+
+    Models built by a zoo factory (``models.resnet18(num_classes=10)``) are stored by factory name and
+    keyword arguments, so their configs stay short.
+    """
+    factory = getattr(module, "_factory", None)
+    if factory is not None:
+        name, kwargs = factory
+        return {"factory": name, "config": {k: _encode(v) for k, v in kwargs.items()}}
+    return {"class": type(module).__name__, "config": {k: _encode(v) for k, v in module.get_config().items()}}
+
+
+def module_from_config(config: dict) -> Module:
+    """Rebuild a module (without weights) from :func:`module_to_config`'s output."""
+    if not isinstance(config, dict) or "config" not in config:
+        raise ValueError(f"not a convnp module config: {str(config)[:200]}")
+    kwargs = {k: _decode(v) for k, v in config["config"].items()}
+    if "factory" in config:
+        from ..models import get_model
+        return get_model(config["factory"], **kwargs)
+    name = config.get("class")
+    if name not in MODULE_REGISTRY:
+        raise ValueError(f"unknown layer class {name!r} in config; known: {', '.join(sorted(MODULE_REGISTRY))}")
+    return MODULE_REGISTRY[name](**kwargs)
