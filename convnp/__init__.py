@@ -5,11 +5,11 @@
     model = nn.Sequential([nn.Conv2D(30, 5, activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
                            nn.Dense(100, activation="relu"), nn.Dense(10)])
 """
-from . import backend, functional, nn, data
+from . import backend, functional, nn, data, models
 from .backend import no_grad, get_array_module, to_device, to_numpy
 
 functional_ = functional
 F = functional
 
 __version__ = "0.1.0"
-__all__ = ["backend", "functional", "F", "nn", "data", "no_grad", "get_array_module", "to_device", "to_numpy"]
+__all__ = ["backend", "functional", "F", "nn", "data", "models", "no_grad", "get_array_module", "to_device", "to_numpy"]

@@ -1,0 +1,12 @@
+"""The model zoo: ``convnp.models.NAME()`` or ``get_model("NAME")``; one family per file."""
+from .registry import MODELS, get_model, list_models, register_model
+
+# Families register themselves on import; add one import line per family file.
+
+__all__ = ["MODELS", "get_model", "list_models", "register_model"]
+
+
+def __getattr__(name):
+    if name in MODELS:
+        return MODELS[name]
+    raise AttributeError(f"module 'convnp.models' has no attribute {name!r}")
