@@ -27,7 +27,7 @@ from .parameter import Parameter
 #: every Module subclass by class name, for rebuilding models from configs
 MODULE_REGISTRY: dict[str, type] = {}
 
-_summary_recorder: list | None = None  # set by summary() while it traces a forward pass
+_summary_recorder: list | None = None  # set by summary()/capture_activations() while they trace a forward
 
 
 class Module:
@@ -102,7 +102,7 @@ class Module:
             self.built = True
         y = self.forward(x, *args, **kwargs)
         if _summary_recorder is not None:
-            _summary_recorder.append((self, getattr(y, "shape", None)))
+            _summary_recorder.append((self, y))
         return y
 
     def forward(self, x):

@@ -30,7 +30,8 @@ def summarize(model, input_shape=None, batch_size: int = 1) -> str:
             module_lib._set_summary_recorder(None)
             model.train(was_training)
         seen = set()
-        for m, out_shape in recorder:
+        for m, out in recorder:
+            out_shape = tuple(getattr(out, "shape", ()))
             if m._modules or m is model or id(m) not in names:
                 continue  # containers: their leaves are listed
             key = (id(m), out_shape)
@@ -61,3 +62,22 @@ def summarize(model, input_shape=None, batch_size: int = 1) -> str:
     lines += ["=" * width, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
               f"Non-trainable params: {total - trainable:,}", "=" * width]
     return "\n".join(lines)
+
+
+def capture_activations(model, x, leaves_only: bool = True):
+    """Run ``model(x)`` and return ``[(name, layer, output), ...]`` for every layer in call order.
+
+    Names are the dotted attribute paths of ``named_modules()``. With ``leaves_only`` containers are
+    left out (their last leaf's output is theirs). The model's mode is not changed; wrap the call in
+    ``convnp.no_grad()`` when no backward follows.
+    """
+    names = {id(m): name for name, m in model.named_modules()}
+    recorder = []
+    module_lib._set_summary_recorder(recorder)
+    try:
+        y = model(x)
+    finally:
+        module_lib._set_summary_recorder(None)
+    out = [(names[id(m)], m, a) for m, a in recorder
+           if id(m) in names and m is not model and not (leaves_only and m._modules)]
+    return out, y
