@@ -1,6 +1,9 @@
 """Layers, one kind per file (thin wrappers over convnp.functional)."""
 from .activation import Activation, ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softmax, LogSoftmax, get_activation_layer
 from .dense import Dense, Flatten
+from .conv import Conv2D, DepthwiseConv2D, Conv2DTranspose
+from .padding import ZeroPadding2D, Padding2D
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
            "get_activation_layer", "Dense", "Flatten"]
+__all__ += ["Conv2D", "DepthwiseConv2D", "Conv2DTranspose", "ZeroPadding2D", "Padding2D"]

@@ -1,0 +1,394 @@
+"""2-D convolution as im2col + one matrix product, and its transpose.
+
+The textbook pair (Deep Learning from Scratch, ch. 7) is kept with its exact interface:
+``im2col(x, fh, fw, stride, pad)`` -> (N*OH*OW, C*FH*FW) and ``col2im`` (which sums overlaps).
+
+The fast path used by the layers keeps the patches per sample as ``col`` (N, C*kh*kw, OH*OW), so that
+``W (O, C*kh*kw) @ col`` lands directly in NCHW order (N, O, OH*OW) with no transposed copy:
+
+* im2col copies kh*kw strided slices (one per kernel offset), never looping over pixels;
+* col2im adds kh*kw slices back (overlapping windows accumulate);
+* a 1x1 stride-1 unpadded convolution is a plain matmul on ``x.reshape(N, C, H*W)``;
+* under ``no_grad()`` nothing is cached and im2col runs over batch chunks, bounding memory.
+
+Output size (rounded down, like PyTorch and Keras: a trailing partial window is dropped)::
+
+    OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1
+
+``conv_transpose2d`` is the input-gradient of ``conv2d`` (it reuses the same helpers).
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from ..backend import get_array_module, is_grad_enabled
+from .padding import PAD_MODES, normalize_pads, pad2d, pad2d_backward
+
+__all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resolve_padding",
+           "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
+           "conv_transpose2d_output_shape"]
+
+#: largest im2col buffer (bytes) built at once during inference (no_grad); larger batches are chunked
+INFERENCE_COL_BYTES = 64 * 2 ** 20
+
+# kernel (kh, kw), stride (sh, sw), dilation (dh, dw), output (oh, ow)
+_Geom = namedtuple("_Geom", "kh kw sh sw dh dw oh ow")
+
+
+# ----------------------------------------------------------------------------- argument helpers
+def _pair(value, name, where):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < 1:
+        raise ValueError(f"{where}: {name} must be positive, got {value!r}")
+    return pair
+
+
+def conv_output_size(input_size, filter_size, stride=1, pad=0, dilation=1) -> int:
+    """The textbook output-size formula, strict: OH = (H + 2P - D*(FH-1) - 1) / S + 1.
+
+    Raises ValueError naming the numbers when OH is not a positive integer (the layers instead round
+    down, like PyTorch and Keras). Example: ``conv_output_size(28, 5) == 24``;
+    ``conv_output_size(28, 5, stride=2)`` raises "(28 + 2*0 - 5) / 2 + 1 = 12.5 is not an integer".
+    """
+    extent = dilation * (filter_size - 1) + 1
+    ext_txt = f"{filter_size}" if dilation == 1 else f"{dilation}*({filter_size}-1) - 1"
+    value = (input_size + 2 * pad - extent) / stride + 1
+    expr = f"({input_size} + 2*{pad} - {ext_txt}) / {stride} + 1 = {value:g}"
+    if stride < 1:
+        raise ValueError(f"conv_output_size: stride must be positive, got {stride}")
+    if value != math.floor(value):
+        raise ValueError(f"conv_output_size: {expr} is not an integer")
+    if value < 1:
+        raise ValueError(f"conv_output_size: {expr} is not positive (filter larger than the padded input)")
+    return int(value)
+
+
+def resolve_padding(padding, input_hw, kernel_hw, stride=1, dilation=1, where="conv2d"):
+    """Explicit ((top, bottom), (left, right)) for ``padding`` = int, pair, nested pairs, "valid" or "same".
+
+    "same" follows Keras for any stride: OH = ceil(H / S), total = max((OH-1)*S + D*(K-1) + 1 - H, 0),
+    top = total // 2 and the odd row/column goes to the bottom/right.
+    """
+    if isinstance(padding, str):
+        key = padding.lower()
+        if key == "valid":
+            return ((0, 0), (0, 0))
+        if key == "same":
+            kh, kw = _pair(kernel_hw, "kernel_size", where)
+            sh, sw = _pair(stride, "stride", where)
+            dh, dw = _pair(dilation, "dilation", where)
+            pads = []
+            for size, k, s, d in ((input_hw[0], kh, sh, dh), (input_hw[1], kw, sw, dw)):
+                out = -(-size // s)
+                total = max((out - 1) * s + d * (k - 1) + 1 - size, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f"{where}: unknown padding {padding!r}; expected 'valid', 'same', an int, "
+                         "a pair (ph, pw) or ((top, bottom), (left, right))")
+    return normalize_pads(padding, where)
+
+
+def conv2d_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=1, where="conv2d"):
+    """((OH, OW), pads) of a convolution on ``input_shape`` (N, C, H, W) or (H, W), rounding down.
+
+    Raises ValueError (prefixed with ``where``) when the dilated kernel is larger than the padded input.
+    """
+    h, w = input_shape[-2:]
+    kh, kw = _pair(kernel_size, "kernel_size", where)
+    sh, sw = _pair(stride, "stride", where)
+    dh, dw = _pair(dilation, "dilation", where)
+    pads = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw), where)
+    hp, wp = h + sum(pads[0]), w + sum(pads[1])
+    eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    if hp < eh or wp < ew:
+        raise ValueError(f"{where}: kernel {kh}x{kw} (dilated extent {eh}x{ew}) is larger than the padded input "
+                         f"{hp}x{wp} (input {h}x{w}, padding {pads})")
+    return ((hp - eh) // sh + 1, (wp - ew) // sw + 1), pads
+
+
+# ----------------------------------------------------------------------------- fast im2col / col2im
+def _im2col(xpad, g: _Geom):
+    """Patches of a padded (N, C, Hp, Wp) array -> (N, C*kh*kw, OH*OW), columns ordered (c, i, j)."""
+    xp = get_array_module(xpad)
+    n, c = xpad.shape[:2]
+    col = xp.empty((n, c, g.kh, g.kw, g.oh, g.ow), dtype=xpad.dtype)
+    h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
+    for i in range(g.kh):
+        top = i * g.dh
+        for j in range(g.kw):
+            left = j * g.dw
+            col[:, :, i, j] = xpad[:, :, top:top + h_span:g.sh, left:left + w_span:g.sw]  # (N, C, OH, OW)
+    return col.reshape(n, c * g.kh * g.kw, g.oh * g.ow)
+
+
+def _col2im(col, padded_shape, g: _Geom):
+    """Adjoint of :func:`_im2col`: (N, C*kh*kw, OH*OW) -> (N, C, Hp, Wp), overlaps summed."""
+    xp = get_array_module(col)
+    n, c = padded_shape[:2]
+    col = col.reshape(n, c, g.kh, g.kw, g.oh, g.ow)
+    out = xp.zeros(padded_shape, dtype=col.dtype)
+    h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
+    for i in range(g.kh):
+        top = i * g.dh
+        for j in range(g.kw):
+            left = j * g.dw
+            out[:, :, top:top + h_span:g.sh, left:left + w_span:g.sw] += col[:, :, i, j]
+    return out
+
+
+def _matmul_w_col(w, col, groups):
+    """y = W @ col per group: w (O, Cg, kh, kw), col (N, C*kh*kw, L) -> (N, O, L)."""
+    xp = get_array_module(col)
+    o = w.shape[0]
+    n, k, l = col.shape
+    if groups == 1:
+        return xp.matmul(w.reshape(o, k), col)  # (O, K) @ (N, K, L) -> (N, O, L)
+    wg = w.reshape(groups, o // groups, k // groups)  # (G, Og, Kg)
+    y = xp.matmul(wg, col.reshape(n, groups, k // groups, l))  # (N, G, Og, L)
+    return y.reshape(n, o, l)
+
+
+def _matmul_wt_dy(w, dy, groups):
+    """dcol = W^T @ dy per group: w (O, Cg, kh, kw), dy (N, O, L) -> (N, C*kh*kw, L)."""
+    xp = get_array_module(dy)
+    o = w.shape[0]
+    kg = w.size // o  # Cg*kh*kw
+    n, _, l = dy.shape
+    if groups == 1:
+        return xp.matmul(w.reshape(o, kg).T, dy)  # (K, O) @ (N, O, L) -> (N, K, L)
+    wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
+    dcol = xp.matmul(wg, dy.reshape(n, groups, o // groups, l))  # (N, G, Kg, L)
+    return dcol.reshape(n, groups * kg, l)
+
+
+def _matmul_dy_colt(dy, col, groups):
+    """dW = sum_n dy_n @ col_n^T per group: dy (N, O, L), col (N, K, L) -> (O, K/groups)."""
+    n, o, l = dy.shape
+    k = col.shape[1]
+    dyg = dy.reshape(n, groups, o // groups, l)
+    colg = col.reshape(n, groups, k // groups, l)
+    dw = dyg[0] @ colg[0].transpose(0, 2, 1)  # (G, Og, L) @ (G, L, Kg) -> (G, Og, Kg)
+    for i in range(1, n):  # one GEMM per sample: no (N, O, K) temporary
+        dw += dyg[i] @ colg[i].transpose(0, 2, 1)
+    return dw.reshape(o, k // groups)
+
+
+def _is_pointwise(g: _Geom, pads):
+    return g.kh == g.kw == g.sh == g.sw == 1 and pads == ((0, 0), (0, 0))
+
+
+# ----------------------------------------------------------------------------- conv2d
+def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                   save_cache=None):
+    """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
+
+    Args:
+        x: input (N, C, H, W).
+        w: weight (O, C/groups, KH, KW) (PyTorch layout).
+        b: optional bias (O,).
+        stride, dilation: int or pair.
+        padding: int, pair, ((top, bottom), (left, right)), "valid" or "same" (Keras: OH = ceil(H/S)).
+        groups: split channels into independent groups (groups = C: depthwise).
+        padding_mode: "zeros", "reflect", "replicate" or "circular".
+        save_cache: keep what backward needs; default: ``is_grad_enabled()`` (False under ``no_grad()``,
+            where im2col also runs in batch chunks to bound memory).
+
+    Returns: ``(y, cache)``; cache is None when not saved.
+    Shape: y is (N, O, OH, OW), OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1.
+    Example: ``y, cache = conv2d_forward(x, w, b, stride=2, padding="same")``.
+    """
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d: expected x (N, C, H, W) and w (O, C/groups, KH, KW), got shapes "
+                         f"{tuple(x.shape)} and {tuple(w.shape)}")
+    if padding_mode not in PAD_MODES:
+        raise ValueError(f"conv2d: unknown padding_mode {padding_mode!r}; choose one of {', '.join(PAD_MODES)}")
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    if groups < 1 or c % groups or o % groups or c // groups != cg:
+        raise ValueError(f"conv2d: input channels ({c}) and filters ({o}) must be divisible by groups ({groups}) "
+                         f"with weight shape (O, C/groups, KH, KW); got weight shape {tuple(w.shape)}")
+    (oh, ow), pads = conv2d_output_shape(x.shape, (kh, kw), stride, padding, dilation)
+    sh, sw = _pair(stride, "stride", "conv2d")
+    dh, dw = _pair(dilation, "dilation", "conv2d")
+    g = _Geom(kh, kw, sh, sw, dh, dw, oh, ow)
+    save = is_grad_enabled() if save_cache is None else bool(save_cache)
+
+    if _is_pointwise(g, pads):
+        col = x.reshape(n, c, h * wd)  # (N, C, H*W): the patches are the pixels
+        y = _matmul_w_col(w, col, groups)  # (N, O, H*W)
+        padded_shape = x.shape
+    else:
+        xpad = pad2d(x, pads, padding_mode)  # (N, C, Hp, Wp)
+        padded_shape = xpad.shape
+        per_sample = c * kh * kw * oh * ow * x.dtype.itemsize
+        chunk = n if save else max(1, INFERENCE_COL_BYTES // max(per_sample, 1))
+        if chunk >= n:
+            col = _im2col(xpad, g)  # (N, C*kh*kw, OH*OW)
+            y = _matmul_w_col(w, col, groups)  # (N, O, OH*OW)
+        else:
+            xp = get_array_module(x)
+            col = None
+            y = xp.empty((n, o, oh * ow), dtype=np.result_type(x.dtype, w.dtype))
+            for start in range(0, n, chunk):
+                y[start:start + chunk] = _matmul_w_col(w, _im2col(xpad[start:start + chunk], g), groups)
+    if b is not None:
+        y += b.reshape(1, o, 1)
+    y = y.reshape(n, o, oh, ow)
+    cache = None
+    if save:
+        cache = dict(col=col, w=w, has_bias=b is not None, geom=g, groups=groups, pads=pads,
+                     padding_mode=padding_mode, x_shape=x.shape, padded_shape=padded_shape)
+    return y, cache
+
+
+def conv2d_backward(dy, cache, need_dx=True):
+    """Gradients of :func:`conv2d_forward`: ``(dx, dw, db)``.
+
+    Args:
+        dy: upstream gradient (N, O, OH, OW).
+        cache: the cache returned by the forward.
+        need_dx: False skips the input gradient (the first layer of a network needs none).
+
+    Returns: dx (N, C, H, W) or None, dw (O, C/groups, KH, KW), db (O,) or None without bias.
+    """
+    if cache is None:
+        raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
+    w, g, groups = cache["w"], cache["geom"], cache["groups"]
+    n = dy.shape[0]
+    dy3 = dy.reshape(n, w.shape[0], g.oh * g.ow)  # (N, O, L)
+    db = dy3.sum(axis=(0, 2)) if cache["has_bias"] else None
+    dw = _matmul_dy_colt(dy3, cache["col"], groups).reshape(w.shape)  # (O, Cg, kh, kw)
+    dx = None
+    if need_dx:
+        dcol = _matmul_wt_dy(w, dy3, groups)  # (N, C*kh*kw, L)
+        if _is_pointwise(g, cache["pads"]):
+            dx = dcol.reshape(cache["x_shape"])
+        else:
+            dxpad = _col2im(dcol, cache["padded_shape"], g)  # (N, C, Hp, Wp)
+            dx = pad2d_backward(dxpad, cache["pads"], cache["padding_mode"], cache["x_shape"])
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- transposed conv
+def conv_transpose2d_output_shape(input_shape, kernel_size, stride=1, padding=0, output_padding=0, dilation=1,
+                                  where="conv_transpose2d"):
+    """((OH, OW), pads, (oph, opw)): OH = (H-1)*S - top - bottom + D*(KH-1) + output_padding + 1."""
+    h, w = input_shape[-2:]
+    kh, kw = _pair(kernel_size, "kernel_size", where)
+    sh, sw = _pair(stride, "stride", where)
+    dh, dw = _pair(dilation, "dilation", where)
+    if isinstance(padding, str) and padding.lower() == "valid":
+        padding = 0
+    pads = normalize_pads(padding, where)
+    if isinstance(output_padding, (int, np.integer)) and not isinstance(output_padding, bool):
+        op = (int(output_padding),) * 2
+    elif isinstance(output_padding, (tuple, list)) and len(output_padding) == 2:
+        op = tuple(int(v) for v in output_padding)
+    else:
+        raise ValueError(f"{where}: output_padding must be an int or a pair, got {output_padding!r}")
+    for name, p, s, d in (("height", op[0], sh, dh), ("width", op[1], sw, dw)):
+        if p < 0 or (p >= s and p >= d):
+            raise ValueError(f"{where}: output_padding ({p}) along {name} must be non-negative and smaller than "
+                             f"the stride ({s}) or the dilation ({d})")
+    oh = (h - 1) * sh - sum(pads[0]) + dh * (kh - 1) + op[0] + 1
+    ow = (w - 1) * sw - sum(pads[1]) + dw * (kw - 1) + op[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{where}: output size {oh}x{ow} is not positive (input {h}x{w}, kernel {kh}x{kw}, "
+                         f"stride {(sh, sw)}, padding {pads})")
+    return (oh, ow), pads, op
+
+
+def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                             save_cache=None):
+    """Transposed convolution (the input-gradient of conv2d), as PyTorch ``conv_transpose2d``.
+
+    Args:
+        x: input (N, Cin, H, W).
+        w: weight (Cin, Cout/groups, KH, KW) (PyTorch layout).
+        b: optional bias (Cout,).
+        stride, dilation: int or pair. padding: int, pair or ((top, bottom), (left, right)): rows/columns
+            cropped from the full output. output_padding: extra rows/columns at the bottom/right
+            (must be smaller than the stride or the dilation).
+        groups: channel groups.
+        save_cache: as in :func:`conv2d_forward`.
+
+    Returns: ``(y, cache)``.
+    Shape: y is (N, Cout, OH, OW), OH = (H-1)*S - top - bottom + D*(KH-1) + output_padding + 1.
+    Example: ``y, _ = conv_transpose2d_forward(x, w, stride=2, padding=1, output_padding=1)`` doubles H, W.
+    """
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv_transpose2d: expected x (N, Cin, H, W) and w (Cin, Cout/groups, KH, KW), got "
+                         f"shapes {tuple(x.shape)} and {tuple(w.shape)}")
+    n, cin, h, wd = x.shape
+    if w.shape[0] != cin or groups < 1 or cin % groups:
+        raise ValueError(f"conv_transpose2d: weight shape {tuple(w.shape)} does not fit {cin} input channels "
+                         f"and {groups} groups (expected (Cin, Cout/groups, KH, KW), Cin divisible by groups)")
+    cout = w.shape[1] * groups
+    kh, kw = w.shape[2:]
+    (oh, ow), pads, op = conv_transpose2d_output_shape(x.shape, (kh, kw), stride, padding, output_padding,
+                                                       dilation)
+    sh, sw = _pair(stride, "stride", "conv_transpose2d")
+    dh, dw = _pair(dilation, "dilation", "conv_transpose2d")
+    g = _Geom(kh, kw, sh, sw, dh, dw, h, wd)  # the conv that maps the (padded) output back to x
+    padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))
+    x3 = x.reshape(n, cin, h * wd)  # (N, Cin, H*W): plays conv2d's dy
+    dcol = _matmul_wt_dy(w, x3, groups)  # (N, Cout*kh*kw, H*W)
+    ypad = _col2im(dcol, padded_shape, g)  # (N, Cout, Hp, Wp); the output_padding rows stay zero
+    (t, _), (l, _) = pads
+    y = ypad[:, :, t:t + oh, l:l + ow]
+    if y.shape != ypad.shape:
+        y = y.copy()
+    if b is not None:
+        y += b.reshape(1, cout, 1, 1)
+    save = is_grad_enabled() if save_cache is None else bool(save_cache)
+    cache = dict(x=x, w=w, has_bias=b is not None, geom=g, groups=groups, pads=pads) if save else None
+    return y, cache
+
+
+def conv_transpose2d_backward(dy, cache, need_dx=True):
+    """Gradients of :func:`conv_transpose2d_forward`: ``(dx, dw, db)`` (dx None when need_dx=False)."""
+    if cache is None:
+        raise RuntimeError("conv_transpose2d_backward: no cache (the forward ran with save_cache=False or "
+                           "under no_grad())")
+    x, w, g, groups = cache["x"], cache["w"], cache["geom"], cache["groups"]
+    n, cin = x.shape[:2]
+    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    (t, b), (l, r) = cache["pads"]
+    dypad = pad2d(dy, ((t, b), (l, r)), "zeros")  # (N, Cout, Hp - op, Wp - op): rows im2col reads
+    col = _im2col(dypad, g)  # (N, Cout*kh*kw, H*W)
+    x3 = x.reshape(n, cin, g.oh * g.ow)
+    dw = _matmul_dy_colt(x3, col, groups).reshape(w.shape)  # (Cin, Cout/groups, kh, kw)
+    dx = _matmul_w_col(w, col, groups).reshape(x.shape) if need_dx else None  # (N, Cin, H, W)
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- textbook pair
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    """The textbook im2col: (N, C, H, W) -> (N*OH*OW, C*FH*FW), rows (n, oh, ow), columns (c, fh, fw).
+
+    OH = (H + 2*pad - FH) // stride + 1. Example: a (1, 3, 7, 7) input and a 5x5 filter give (9, 75).
+    """
+    n, c, h, w = input_data.shape
+    (oh, ow), pads = conv2d_output_shape(input_data.shape, (filter_h, filter_w), stride, pad, 1, "im2col")
+    g = _Geom(filter_h, filter_w, stride, stride, 1, 1, oh, ow)
+    col = _im2col(pad2d(input_data, pads), g)  # (N, C*FH*FW, OH*OW)
+    return col.transpose(0, 2, 1).reshape(n * oh * ow, -1)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    """The textbook col2im: (N*OH*OW, C*FH*FW) -> (N, C, H, W), summing where windows overlap."""
+    n, c, h, w = input_shape
+    (oh, ow), pads = conv2d_output_shape(input_shape, (filter_h, filter_w), stride, pad, 1, "col2im")
+    g = _Geom(filter_h, filter_w, stride, stride, 1, 1, oh, ow)
+    col3 = col.reshape(n, oh * ow, c * filter_h * filter_w).transpose(0, 2, 1)  # (N, C*FH*FW, OH*OW)
+    img = _col2im(col3, (n, c, h + 2 * pad, w + 2 * pad), g)
+    return img[:, :, pad:pad + h, pad:pad + w]
