@@ -59,12 +59,12 @@ def conv_output_size(input_size, filter_size, stride=1, pad=0, dilation=1) -> in
     down, like PyTorch and Keras). Example: ``conv_output_size(28, 5) == 24``;
     ``conv_output_size(28, 5, stride=2)`` raises "(28 + 2*0 - 5) / 2 + 1 = 12.5 is not an integer".
     """
+    if stride < 1:
+        raise ValueError(f"conv_output_size: stride must be positive, got {stride}")
     extent = dilation * (filter_size - 1) + 1
     ext_txt = f"{filter_size}" if dilation == 1 else f"{dilation}*({filter_size}-1) - 1"
     value = (input_size + 2 * pad - extent) / stride + 1
     expr = f"({input_size} + 2*{pad} - {ext_txt}) / {stride} + 1 = {value:g}"
-    if stride < 1:
-        raise ValueError(f"conv_output_size: stride must be positive, got {stride}")
     if value != math.floor(value):
         raise ValueError(f"conv_output_size: {expr} is not an integer")
     if value < 1:
