@@ -108,8 +108,13 @@ class Conv2D(Module):
 
     def output_shape(self, input_shape):
         """(N, filters, OH, OW) for an (N, C, H, W) input (raises the layer's error when it does not fit)."""
-        (oh, ow), _ = C.conv2d_output_shape(input_shape, self.kernel_size, self.strides, self.padding,
-                                            self.dilation_rate, where=self._name)
+        (oh, ow), pads = C.conv2d_output_shape(input_shape, self.kernel_size, self.strides, self.padding,
+                                               self.dilation_rate, where=self._name)
+        if self.padding_mode == "reflect":
+            for (before, after), size, axis in zip(pads, input_shape[-2:], ("height", "width")):
+                if max(before, after) >= size:
+                    raise ValueError(f"{self._name}: reflect padding ({max(before, after)}) must be smaller than "
+                                     f"the input {axis} ({size})")
         return (input_shape[0], self.filters, oh, ow)
 
     def forward(self, x):
