@@ -311,6 +311,7 @@ def test_other_layer_error_messages():
         nn.ZeroPadding2D(1)(np.zeros((4, 4), np.float32))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("kernel,dilation", [((4, 2), 1), ((2, 3), (1, 2))])
 def test_same_padding_even_kernel_matches_torch(kernel, dilation):
     """An odd total padding puts the extra row/column at the bottom/right, as torch's padding='same'."""

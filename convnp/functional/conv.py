@@ -9,7 +9,8 @@ The fast path used by the layers keeps the patches per sample as ``col`` (N, C*k
 * im2col copies kh*kw strided slices (one per kernel offset), never looping over pixels;
 * col2im adds kh*kw slices back (overlapping windows accumulate);
 * a 1x1 stride-1 unpadded convolution is a plain matmul on ``x.reshape(N, C, H*W)``;
-* under ``no_grad()`` nothing is cached and im2col runs over batch chunks, bounding memory.
+* im2col runs over batch chunks through one reused buffer of about ``COL_CHUNK_BYTES`` (fast, since the
+  buffer stays in cache, and memory stays bounded); under ``no_grad()`` nothing is cached.
 
 Output size (rounded down, like PyTorch and Keras: a trailing partial window is dropped)::
 
@@ -31,8 +32,8 @@ __all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resol
            "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
            "conv_transpose2d_output_shape"]
 
-#: largest im2col buffer (bytes) built at once during inference (no_grad); larger batches are chunked
-INFERENCE_COL_BYTES = 64 * 2 ** 20
+#: im2col works on batch chunks whose patch buffer is about this size (cache friendly; bounds memory)
+COL_CHUNK_BYTES = 8 * 2 ** 20
 
 # kernel (kh, kw), stride (sh, sw), dilation (dh, dw), output (oh, ow)
 _Geom = namedtuple("_Geom", "kh kw sh sw dh dw oh ow")
@@ -116,11 +117,18 @@ def conv2d_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=
 
 
 # ----------------------------------------------------------------------------- fast im2col / col2im
-def _im2col(xpad, g: _Geom):
-    """Patches of a padded (N, C, Hp, Wp) array -> (N, C*kh*kw, OH*OW), columns ordered (c, i, j)."""
+def _im2col(xpad, g: _Geom, buf=None):
+    """Patches of a padded (N, C, Hp, Wp) array -> (N, C*kh*kw, OH*OW), columns ordered (c, i, j).
+
+    ``buf`` (optional, 1-D, large enough) is reused as the output storage.
+    """
     xp = get_array_module(xpad)
     n, c = xpad.shape[:2]
-    col = xp.empty((n, c, g.kh, g.kw, g.oh, g.ow), dtype=xpad.dtype)
+    shape = (n, c, g.kh, g.kw, g.oh, g.ow)
+    if buf is None:
+        col = xp.empty(shape, dtype=xpad.dtype)
+    else:
+        col = buf[:n * c * g.kh * g.kw * g.oh * g.ow].reshape(shape)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -130,12 +138,13 @@ def _im2col(xpad, g: _Geom):
     return col.reshape(n, c * g.kh * g.kw, g.oh * g.ow)
 
 
-def _col2im(col, padded_shape, g: _Geom):
-    """Adjoint of :func:`_im2col`: (N, C*kh*kw, OH*OW) -> (N, C, Hp, Wp), overlaps summed."""
+def _col2im(col, padded_shape, g: _Geom, out=None):
+    """Adjoint of :func:`_im2col`: (N, C*kh*kw, OH*OW) -> (N, C, Hp, Wp), overlaps summed (into ``out``)."""
     xp = get_array_module(col)
     n, c = padded_shape[:2]
     col = col.reshape(n, c, g.kh, g.kw, g.oh, g.ow)
-    out = xp.zeros(padded_shape, dtype=col.dtype)
+    if out is None:
+        out = xp.zeros(padded_shape, dtype=col.dtype)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -145,45 +154,56 @@ def _col2im(col, padded_shape, g: _Geom):
     return out
 
 
-def _matmul_w_col(w, col, groups):
-    """y = W @ col per group: w (O, Cg, kh, kw), col (N, C*kh*kw, L) -> (N, O, L)."""
+def _matmul_w_col(w, col, groups, out=None):
+    """y = W @ col per group: w (O, Cg, kh, kw), col (N, C*kh*kw, L) -> (N, O, L) (written into ``out``)."""
     xp = get_array_module(col)
     o = w.shape[0]
     n, k, l = col.shape
     if groups == 1:
-        return xp.matmul(w.reshape(o, k), col)  # (O, K) @ (N, K, L) -> (N, O, L)
+        return xp.matmul(w.reshape(o, k), col, out=out)  # (O, K) @ (N, K, L) -> (N, O, L)
     wg = w.reshape(groups, o // groups, k // groups)  # (G, Og, Kg)
-    y = xp.matmul(wg, col.reshape(n, groups, k // groups, l))  # (N, G, Og, L)
+    out4 = None if out is None else out.reshape(n, groups, o // groups, l)
+    y = xp.matmul(wg, col.reshape(n, groups, k // groups, l), out=out4)  # (N, G, Og, L)
     return y.reshape(n, o, l)
 
 
-def _matmul_wt_dy(w, dy, groups):
-    """dcol = W^T @ dy per group: w (O, Cg, kh, kw), dy (N, O, L) -> (N, C*kh*kw, L)."""
+def _matmul_wt_dy(w, dy, groups, out=None):
+    """dcol = W^T @ dy per group: w (O, Cg, kh, kw), dy (N, O, L) -> (N, C*kh*kw, L) (into ``out``)."""
     xp = get_array_module(dy)
     o = w.shape[0]
     kg = w.size // o  # Cg*kh*kw
     n, _, l = dy.shape
     if groups == 1:
-        return xp.matmul(w.reshape(o, kg).T, dy)  # (K, O) @ (N, O, L) -> (N, K, L)
+        return xp.matmul(w.reshape(o, kg).T, dy, out=out)  # (K, O) @ (N, O, L) -> (N, K, L)
     wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
-    dcol = xp.matmul(wg, dy.reshape(n, groups, o // groups, l))  # (N, G, Kg, L)
+    out4 = None if out is None else out.reshape(n, groups, kg, l)
+    dcol = xp.matmul(wg, dy.reshape(n, groups, o // groups, l), out=out4)  # (N, G, Kg, L)
     return dcol.reshape(n, groups * kg, l)
 
 
-def _matmul_dy_colt(dy, col, groups):
-    """dW = sum_n dy_n @ col_n^T per group: dy (N, O, L), col (N, K, L) -> (O, K/groups)."""
+def _matmul_dy_colt(dy, col, groups, acc=None):
+    """dW (+)= sum_n dy_n @ col_n^T per group: dy (N, O, L), col (N, K, L) -> (G, O/G, K/G) (added into ``acc``)."""
     n, o, l = dy.shape
     k = col.shape[1]
     dyg = dy.reshape(n, groups, o // groups, l)
     colg = col.reshape(n, groups, k // groups, l)
-    dw = dyg[0] @ colg[0].transpose(0, 2, 1)  # (G, Og, L) @ (G, L, Kg) -> (G, Og, Kg)
-    for i in range(1, n):  # one GEMM per sample: no (N, O, K) temporary
-        dw += dyg[i] @ colg[i].transpose(0, 2, 1)
-    return dw.reshape(o, k // groups)
+    for i in range(n):  # one GEMM per sample: no (N, O, K) temporary
+        part = dyg[i] @ colg[i].transpose(0, 2, 1)  # (G, Og, L) @ (G, L, Kg) -> (G, Og, Kg)
+        if acc is None:
+            acc = part
+        else:
+            acc += part
+    return acc
 
 
 def _is_pointwise(g: _Geom, pads):
     return g.kh == g.kw == g.sh == g.sw == 1 and pads == ((0, 0), (0, 0))
+
+
+def _chunks(n, bytes_per_sample):
+    """Batch ranges whose im2col buffer stays near COL_CHUNK_BYTES (cache friendly, bounded memory)."""
+    size = max(1, min(n, COL_CHUNK_BYTES // max(int(bytes_per_sample), 1)))
+    return size, [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
 # ----------------------------------------------------------------------------- conv2d
@@ -199,8 +219,11 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         padding: int, pair, ((top, bottom), (left, right)), "valid" or "same" (Keras: OH = ceil(H/S)).
         groups: split channels into independent groups (groups = C: depthwise).
         padding_mode: "zeros", "reflect", "replicate" or "circular".
-        save_cache: keep what backward needs; default: ``is_grad_enabled()`` (False under ``no_grad()``,
-            where im2col also runs in batch chunks to bound memory).
+        save_cache: keep what backward needs; default: ``is_grad_enabled()`` (False under ``no_grad()``).
+
+    im2col runs over batch chunks of about ``COL_CHUNK_BYTES`` through one reused buffer, so memory stays
+    bounded; when the whole batch fits in one chunk its patches are cached for backward, otherwise the
+    (padded) input is cached and backward rebuilds the patches chunk by chunk.
 
     Returns: ``(y, cache)``; cache is None when not saved.
     Shape: y is (N, O, OH, OW), OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1.
@@ -221,32 +244,34 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     dh, dw = _pair(dilation, "dilation", "conv2d")
     g = _Geom(kh, kw, sh, sw, dh, dw, oh, ow)
     save = is_grad_enabled() if save_cache is None else bool(save_cache)
+    xp = get_array_module(x)
 
+    col = xpad = None
     if _is_pointwise(g, pads):
-        col = x.reshape(n, c, h * wd)  # (N, C, H*W): the patches are the pixels
+        col = x.reshape(n, c, h * wd)  # (N, C, H*W): the patches are the pixels, no copy
         y = _matmul_w_col(w, col, groups)  # (N, O, H*W)
         padded_shape = x.shape
     else:
         xpad = pad2d(x, pads, padding_mode)  # (N, C, Hp, Wp)
         padded_shape = xpad.shape
-        per_sample = c * kh * kw * oh * ow * x.dtype.itemsize
-        chunk = n if save else max(1, INFERENCE_COL_BYTES // max(per_sample, 1))
-        if chunk >= n:
-            col = _im2col(xpad, g)  # (N, C*kh*kw, OH*OW)
+        k, l = c * kh * kw, oh * ow
+        size, chunks = _chunks(n, k * l * x.dtype.itemsize)
+        if len(chunks) == 1:
+            col = _im2col(xpad, g)  # (N, C*kh*kw, OH*OW), kept for backward
             y = _matmul_w_col(w, col, groups)  # (N, O, OH*OW)
         else:
-            xp = get_array_module(x)
-            col = None
-            y = xp.empty((n, o, oh * ow), dtype=np.result_type(x.dtype, w.dtype))
-            for start in range(0, n, chunk):
-                y[start:start + chunk] = _matmul_w_col(w, _im2col(xpad[start:start + chunk], g), groups)
+            buf = xp.empty(size * k * l, dtype=x.dtype)
+            y = xp.empty((n, o, l), dtype=np.result_type(x.dtype, w.dtype))
+            for s, e in chunks:
+                _matmul_w_col(w, _im2col(xpad[s:e], g, buf), groups, out=y[s:e])  # (n, O, L)
     if b is not None:
         y += b.reshape(1, o, 1)
     y = y.reshape(n, o, oh, ow)
     cache = None
     if save:
-        cache = dict(col=col, w=w, has_bias=b is not None, geom=g, groups=groups, pads=pads,
-                     padding_mode=padding_mode, x_shape=x.shape, padded_shape=padded_shape)
+        cache = dict(col=col, xpad=None if col is not None else xpad, w=w, has_bias=b is not None, geom=g,
+                     groups=groups, pads=pads, padding_mode=padding_mode, x_shape=x.shape,
+                     padded_shape=padded_shape)
     return y, cache
 
 
@@ -262,20 +287,34 @@ def conv2d_backward(dy, cache, need_dx=True):
     """
     if cache is None:
         raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
-    w, g, groups = cache["w"], cache["geom"], cache["groups"]
+    w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col"]
+    xp = get_array_module(dy)
     n = dy.shape[0]
     dy3 = dy.reshape(n, w.shape[0], g.oh * g.ow)  # (N, O, L)
     db = dy3.sum(axis=(0, 2)) if cache["has_bias"] else None
-    dw = _matmul_dy_colt(dy3, cache["col"], groups).reshape(w.shape)  # (O, Cg, kh, kw)
-    dx = None
-    if need_dx:
-        dcol = _matmul_wt_dy(w, dy3, groups)  # (N, C*kh*kw, L)
-        if _is_pointwise(g, cache["pads"]):
-            dx = dcol.reshape(cache["x_shape"])
-        else:
-            dxpad = _col2im(dcol, cache["padded_shape"], g)  # (N, C, Hp, Wp)
-            dx = pad2d_backward(dxpad, cache["pads"], cache["padding_mode"], cache["x_shape"])
-    return dx, dw, db
+    pointwise = _is_pointwise(g, cache["pads"])
+    if col is not None:  # patches cached (one chunk, or a 1x1 conv)
+        dw = _matmul_dy_colt(dy3, col, groups)
+        dx = None
+        if need_dx:
+            dcol = _matmul_wt_dy(w, dy3, groups)  # (N, C*kh*kw, L)
+            dx = dcol.reshape(cache["x_shape"]) if pointwise else _col2im(dcol, cache["padded_shape"], g)
+    else:  # rebuild the patches chunk by chunk through one buffer
+        xpad = cache["xpad"]
+        k = xpad.shape[1] * g.kh * g.kw
+        size, chunks = _chunks(n, k * g.oh * g.ow * xpad.dtype.itemsize)
+        buf = xp.empty(size * k * g.oh * g.ow, dtype=xpad.dtype)
+        dw = None
+        dx = xp.zeros(cache["padded_shape"], dtype=dy.dtype) if need_dx else None  # (N, C, Hp, Wp)
+        for s, e in chunks:
+            chunk_col = _im2col(xpad[s:e], g, buf)  # (n, K, L)
+            dw = _matmul_dy_colt(dy3[s:e], chunk_col, groups, dw)
+            if need_dx:
+                dcol = _matmul_wt_dy(w, dy3[s:e], groups, out=chunk_col)  # reuse the buffer: (n, K, L)
+                _col2im(dcol, (e - s,) + tuple(dx.shape[1:]), g, out=dx[s:e])
+    if dx is not None and not pointwise:
+        dx = pad2d_backward(dx, cache["pads"], cache["padding_mode"], cache["x_shape"])
+    return dx, dw.reshape(w.shape), db
 
 
 # ----------------------------------------------------------------------------- transposed conv
@@ -339,10 +378,16 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     sh, sw = _pair(stride, "stride", "conv_transpose2d")
     dh, dw = _pair(dilation, "dilation", "conv_transpose2d")
     g = _Geom(kh, kw, sh, sw, dh, dw, h, wd)  # the conv that maps the (padded) output back to x
+    xp = get_array_module(x)
     padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))
     x3 = x.reshape(n, cin, h * wd)  # (N, Cin, H*W): plays conv2d's dy
-    dcol = _matmul_wt_dy(w, x3, groups)  # (N, Cout*kh*kw, H*W)
-    ypad = _col2im(dcol, padded_shape, g)  # (N, Cout, Hp, Wp); the output_padding rows stay zero
+    k = cout * kh * kw
+    size, chunks = _chunks(n, k * h * wd * x.dtype.itemsize)
+    buf = xp.empty(size * k * h * wd, dtype=np.result_type(x.dtype, w.dtype))
+    ypad = xp.zeros(padded_shape, dtype=buf.dtype)  # (N, Cout, Hp, Wp); output_padding rows stay zero
+    for s, e in chunks:
+        dcol = _matmul_wt_dy(w, x3[s:e], groups, out=buf[:(e - s) * k * h * wd].reshape(e - s, k, h * wd))
+        _col2im(dcol, (e - s,) + padded_shape[1:], g, out=ypad[s:e])
     (t, _), (l, _) = pads
     y = ypad[:, :, t:t + oh, l:l + ow]
     if y.shape != ypad.shape:
@@ -360,15 +405,22 @@ def conv_transpose2d_backward(dy, cache, need_dx=True):
         raise RuntimeError("conv_transpose2d_backward: no cache (the forward ran with save_cache=False or "
                            "under no_grad())")
     x, w, g, groups = cache["x"], cache["w"], cache["geom"], cache["groups"]
+    xp = get_array_module(dy)
     n, cin = x.shape[:2]
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
-    (t, b), (l, r) = cache["pads"]
-    dypad = pad2d(dy, ((t, b), (l, r)), "zeros")  # (N, Cout, Hp - op, Wp - op): rows im2col reads
-    col = _im2col(dypad, g)  # (N, Cout*kh*kw, H*W)
+    dypad = pad2d(dy, cache["pads"], "zeros")  # (N, Cout, Hp - op, Wp - op): the rows im2col reads
     x3 = x.reshape(n, cin, g.oh * g.ow)
-    dw = _matmul_dy_colt(x3, col, groups).reshape(w.shape)  # (Cin, Cout/groups, kh, kw)
-    dx = _matmul_w_col(w, col, groups).reshape(x.shape) if need_dx else None  # (N, Cin, H, W)
-    return dx, dw, db
+    k = dy.shape[1] * g.kh * g.kw
+    size, chunks = _chunks(n, k * g.oh * g.ow * dy.dtype.itemsize)
+    buf = xp.empty(size * k * g.oh * g.ow, dtype=dy.dtype)
+    dx = xp.empty(x3.shape, dtype=np.result_type(dy.dtype, w.dtype)) if need_dx else None  # (N, Cin, H*W)
+    dw = None
+    for s, e in chunks:
+        col = _im2col(dypad[s:e], g, buf)  # (n, Cout*kh*kw, H*W)
+        dw = _matmul_dy_colt(x3[s:e], col, groups, dw)  # (G, Cin/G, Cout/G*kh*kw)
+        if need_dx:
+            _matmul_w_col(w, col, groups, out=dx[s:e])
+    return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
 
 
 # ----------------------------------------------------------------------------- textbook pair
