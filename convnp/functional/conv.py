@@ -175,8 +175,11 @@ def _matmul_wt_dy(w, dy, groups, out=None):
     n, _, l = dy.shape
     if groups == 1:
         return xp.matmul(w.reshape(o, kg).T, dy, out=out)  # (K, O) @ (N, O, L) -> (N, K, L)
-    wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
     out4 = None if out is None else out.reshape(n, groups, kg, l)
+    if o == groups:  # depthwise (one filter per group): an outer product, much faster than a K=1 matmul
+        dcol = xp.multiply(w.reshape(groups, kg, 1), dy.reshape(n, groups, 1, l), out=out4)  # (N, G, Kg, L)
+        return dcol.reshape(n, groups * kg, l)
+    wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
     dcol = xp.matmul(wg, dy.reshape(n, groups, o // groups, l), out=out4)  # (N, G, Kg, L)
     return dcol.reshape(n, groups * kg, l)
 
