@@ -4,3 +4,5 @@ from . import activation
 from .conv import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from . import conv, padding
+from .pooling import *  # noqa: F401,F403
+from . import pooling

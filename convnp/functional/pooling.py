@@ -1,0 +1,323 @@
+"""2-D pooling on (N, C, H, W) arrays as forward/backward pairs: max, average, global, adaptive.
+
+Windows are strided views of the (padded) input, never copies: ``_windows`` builds the view
+(N, C, OH, OW, kh, kw) with ``as_strided`` (a plain reshape to (N, C, OH, kh, OW, kw) when the windows
+do not overlap, the fast path), and the ops reduce over it one window offset (i, j) at a time, so the
+work is kh*kw passes over an output-sized array whatever the stride.
+
+Padding (``padding`` argument of the pooling ops):
+
+* ``"valid"`` or ``0``: no padding; OH = floor((H - kh) / sh) + 1 (rows that do not fill a window are
+  dropped, as in PyTorch and Keras).
+* int or pair ``(ph, pw)``: PyTorch's symmetric padding, at most half the pool size;
+  OH = floor((H + 2*ph - kh) / sh) + 1. Max pooling pads with -inf (padded cells never win); average
+  pooling pads with zeros that count in the average (PyTorch's ``count_include_pad=True``).
+* ``"same"``: Keras. OH = ceil(H / sh), total padding max((OH-1)*sh + kh - H, 0) split top/bottom with the
+  odd row at the bottom (right). Padded cells never win for max, and average pooling divides by the
+  number of real cells in each window.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+
+__all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_argmax",
+           "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward",
+           "global_avg_pool2d_backward", "global_max_pool2d_forward", "global_max_pool2d_backward",
+           "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "adaptive_pool_ranges"]
+
+
+# ----------------------------------------------------------------------------- geometry
+def _pair(value, name, where, minimum=1):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def _check_4d(x, where):
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{where}: expected a 4-D input (N, C, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
+
+
+def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2d"):
+    """Geometry of a pooling window: ``((OH, OW), ((top, bottom), (left, right)), (kh, kw), (sh, sw), same)``.
+
+    Args:
+        input_hw: (H, W) of the input.
+        pool_size: int or (kh, kw).
+        strides: int, (sh, sw) or None (= pool_size).
+        padding: "valid", "same", an int or a pair (ph, pw) (see the module docstring).
+    Raises ValueError (prefixed with ``where``) for a zero stride, negative padding, padding larger than
+    half the pool, or a pool larger than the padded input.
+    Example: ``pool_output_shape((128, 128), 5, padding="same")[0] == (26, 26)``.
+    """
+    kh, kw = _pair(pool_size, "pool_size", where)
+    sh, sw = _pair(pool_size if strides is None else strides, "strides", where)
+    h, w = int(input_hw[0]), int(input_hw[1])
+    same = False
+    if isinstance(padding, str):
+        key = padding.lower()
+        if key == "valid":
+            pads = ((0, 0), (0, 0))
+        elif key == "same":
+            same = True
+            pads = []
+            for size, k, s in ((h, kh, sh), (w, kw, sw)):
+                out = -(-size // s)  # ceil(size / s)
+                total = max((out - 1) * s + k - size, 0)
+                pads.append((total // 2, total - total // 2))
+            pads = tuple(pads)
+        else:
+            raise ValueError(f"{where}: unknown padding {padding!r}; expected 'valid', 'same', an int or a pair (ph, pw)")
+    else:
+        ph, pw = _pair(padding, "padding", where, minimum=0)
+        if 2 * ph > kh or 2 * pw > kw:
+            raise ValueError(f"{where}: padding {(ph, pw)} must be at most half the pool size {(kh, kw)}")
+        pads = ((ph, ph), (pw, pw))
+    hp, wp = h + sum(pads[0]), w + sum(pads[1])
+    if hp < kh or wp < kw:
+        raise ValueError(f"{where}: pool {kh}x{kw} is larger than the padded input {hp}x{wp} "
+                         f"(input {h}x{w}, padding {pads})")
+    out = ((hp - kh) // sh + 1, (wp - kw) // sw + 1)
+    return out, pads, (kh, kw), (sh, sw), same
+
+
+def _pad(x, pads, value):
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    xp = get_array_module(x)
+    out = xp.full((x.shape[0], x.shape[1], x.shape[2] + t + b, x.shape[3] + l + r), value, dtype=x.dtype)
+    out[:, :, t:t + x.shape[2], l:l + x.shape[3]] = x
+    return out
+
+
+def _windows(xpad, out_hw, k, s):
+    """A strided view (N, C, OH, kh, OW, kw) of the pooling windows (no copy).
+
+    Non-overlapping windows (stride == pool) are a reshape of the cropped input (the fast path); otherwise
+    ``as_strided`` builds the view with strides (sN, sC, sH*sh, sH, sW*sw, sW).
+    """
+    n, c = xpad.shape[:2]
+    (oh, ow), (kh, kw), (sh, sw) = out_hw, k, s
+    if (kh, kw) == (sh, sw):
+        return xpad[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)
+    xp = get_array_module(xpad)
+    if xp is np:
+        from numpy.lib.stride_tricks import as_strided
+    else:  # pragma: no cover - GPU only
+        from cupy.lib.stride_tricks import as_strided
+    sn, sc, s_h, s_w = xpad.strides
+    return as_strided(xpad, (n, c, oh, kh, ow, kw), (sn, sc, s_h * sh, s_h, s_w * sw, s_w))
+
+
+def _scatter_target(dxpad, out_hw, k, s, i, j):
+    """Writable view of the input-gradient cells that window offset (i, j) touches: (N, C, OH, OW)."""
+    (oh, ow), (sh, sw) = out_hw, s
+    return dxpad[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+
+
+# ----------------------------------------------------------------------------- max pooling
+def max_pool2d_forward(x, pool_size, strides=None, padding=0):
+    """Max pooling: y[n, c, i, j] = max of the window at (i*sh, j*sw) of the (-inf padded) input.
+
+    Args:
+        x: (N, C, H, W) float array.
+        pool_size: int or (kh, kw); strides: int, pair or None (= pool_size);
+        padding: "valid", "same", int or (ph, pw) (see the module docstring).
+    Returns:
+        (y, cache); cache is what :func:`max_pool2d_backward` needs.
+    Shape: (N, C, H, W) -> (N, C, OH, OW) with OH = floor((H + top + bottom - kh) / sh) + 1
+        ("same": OH = ceil(H / sh)).
+    Ties: the gradient goes to the FIRST maximum of each window in row-major (kh, kw) scan order only, as
+    in PyTorch's CPU kernel (:func:`max_pool2d_argmax` gives that index).
+    Example: ``y, cache = max_pool2d_forward(x, 2)`` halves H and W.
+    """
+    _check_4d(x, "max_pool2d")
+    out_hw, pads, k, s, _ = pool_output_shape(x.shape[2:], pool_size, strides, padding, "max_pool2d")
+    xpad = _pad(x, pads, -np.inf)
+    win = _windows(xpad, out_hw, k, s)  # (N, C, OH, kh, OW, kw) view
+    if k == s:
+        y = win.max(axis=(3, 5))  # fast path: non-overlapping windows
+    else:
+        y = win[:, :, :, 0, :, 0].copy()  # (N, C, OH, OW)
+        xp = get_array_module(x)
+        for i in range(k[0]):
+            for j in range(k[1]):
+                if i or j:
+                    xp.maximum(y, win[:, :, :, i, :, j], out=y)
+    return y, (xpad, y, x.shape, out_hw, pads, k, s)
+
+
+def max_pool2d_argmax(cache):
+    """Flat index i*kw + j (row-major in the window) of the first maximum of every window: (N, C, OH, OW) int64."""
+    xpad, y, _, out_hw, _, k, s = cache
+    xp = get_array_module(y)
+    win = _windows(xpad, out_hw, k, s)
+    idx = xp.full(y.shape, -1, dtype=xp.int64)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            hit = (win[:, :, :, i, :, j] == y) & (idx < 0)
+            idx[hit] = i * k[1] + j
+    return idx
+
+
+def max_pool2d_backward(dy, cache):
+    """dx of :func:`max_pool2d_forward`: each dy goes to the first maximum of its window; overlapping
+    windows (stride < pool) add their contributions. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
+    xpad, y, x_shape, out_hw, pads, k, s = cache
+    xp = get_array_module(dy)
+    win = _windows(xpad, out_hw, k, s)
+    dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)
+    taken = xp.zeros(y.shape, dtype=bool)  # window already gave its gradient away (first max only)
+    for i in range(k[0]):
+        for j in range(k[1]):
+            hit = win[:, :, :, i, :, j] == y
+            hit &= ~taken
+            taken |= hit
+            target = _scatter_target(dxpad, out_hw, k, s, i, j)  # (N, C, OH, OW) strided view
+            target += xp.where(hit, dy, 0)
+    (t, _), (l, _) = pads
+    return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
+
+
+# ----------------------------------------------------------------------------- average pooling
+def _real_cell_counts(xp, size, out, k, s, before, dtype):
+    """How many real (non-padded) cells each window covers along one axis: (out,)."""
+    start = np.arange(out) * s - before
+    counts = np.minimum(start + k, size) - np.maximum(start, 0)
+    return xp.asarray(counts.astype(dtype))
+
+
+def avg_pool2d_forward(x, pool_size, strides=None, padding=0):
+    """Average pooling: y = mean of each window.
+
+    With an int/pair padding the padded zeros count in the mean (divisor kh*kw, PyTorch's
+    ``count_include_pad=True``); with "same" only the real cells are averaged (Keras).
+
+    Args: as :func:`max_pool2d_forward`. Returns (y, cache).
+    Shape: (N, C, H, W) -> (N, C, OH, OW), OH = floor((H + top + bottom - kh) / sh) + 1.
+    Example: ``y, cache = avg_pool2d_forward(x, 3, 2, padding=1)``.
+    """
+    _check_4d(x, "avg_pool2d")
+    out_hw, pads, k, s, same = pool_output_shape(x.shape[2:], pool_size, strides, padding, "avg_pool2d")
+    xp = get_array_module(x)
+    xpad = _pad(x, pads, 0)
+    win = _windows(xpad, out_hw, k, s)
+    if k == s:
+        y = win.sum(axis=(3, 5))
+    else:
+        y = win[:, :, :, 0, :, 0].copy()
+        for i in range(k[0]):
+            for j in range(k[1]):
+                if i or j:
+                    y += win[:, :, :, i, :, j]
+    if same:
+        ch = _real_cell_counts(xp, x.shape[2], out_hw[0], k[0], s[0], pads[0][0], x.dtype)
+        cw = _real_cell_counts(xp, x.shape[3], out_hw[1], k[1], s[1], pads[1][0], x.dtype)
+        divisor = ch[:, None] * cw[None, :]  # (OH, OW)
+    else:
+        divisor = x.dtype.type(k[0] * k[1])
+    y /= divisor
+    return y, (x.shape, xpad.shape, out_hw, pads, k, s, divisor)
+
+
+def avg_pool2d_backward(dy, cache):
+    """dx of :func:`avg_pool2d_forward`: each cell of a window receives dy / divisor (summed over
+    overlapping windows; padded cells are dropped). Shape: (N, C, OH, OW) -> (N, C, H, W)."""
+    x_shape, pad_shape, out_hw, pads, k, s, divisor = cache
+    xp = get_array_module(dy)
+    g = dy / divisor  # (N, C, OH, OW)
+    dxpad = xp.zeros(pad_shape, dtype=dy.dtype)
+    if k == s:  # fast path: every window is a disjoint block
+        n, c, (oh, ow), (kh, kw) = pad_shape[0], pad_shape[1], out_hw, k
+        block = dxpad[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)
+        block[...] = g[:, :, :, None, :, None]
+    else:
+        for i in range(k[0]):
+            for j in range(k[1]):
+                _scatter_target(dxpad, out_hw, k, s, i, j)[...] += g
+    (t, _), (l, _) = pads
+    return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
+
+
+# ----------------------------------------------------------------------------- global pooling
+def global_avg_pool2d_forward(x, keepdims=False):
+    """Mean over H and W. Shape: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with keepdims. Returns (y, cache)."""
+    _check_4d(x, "global_avg_pool2d")
+    return x.mean(axis=(2, 3), keepdims=keepdims), (x.shape, keepdims)
+
+
+def global_avg_pool2d_backward(dy, cache):
+    """dx = dy / (H*W) broadcast over every cell. Shape: (N, C) or (N, C, 1, 1) -> (N, C, H, W)."""
+    shape, _ = cache
+    xp = get_array_module(dy)
+    g = dy.reshape(shape[0], shape[1], 1, 1) / dy.dtype.type(shape[2] * shape[3])
+    return xp.broadcast_to(g, shape).copy()
+
+
+def global_max_pool2d_forward(x, keepdims=False):
+    """Max over H and W. Shape: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with keepdims. Returns (y, cache).
+    The gradient goes to the first maximum in row-major order."""
+    _check_4d(x, "global_max_pool2d")
+    n, c, h, w = x.shape
+    idx = x.reshape(n, c, h * w).argmax(axis=2)  # (N, C)
+    y = x.max(axis=(2, 3), keepdims=keepdims)
+    return y, (x.shape, idx)
+
+
+def global_max_pool2d_backward(dy, cache):
+    """dx: dy at the first maximum of each (n, c) map, zeros elsewhere. Shape -> (N, C, H, W)."""
+    shape, idx = cache
+    xp = get_array_module(dy)
+    n, c, h, w = shape
+    dx = xp.zeros((n, c, h * w), dtype=dy.dtype)
+    xp.put_along_axis(dx, idx[:, :, None], dy.reshape(n, c, 1), axis=2)
+    return dx.reshape(shape)
+
+
+# ----------------------------------------------------------------------------- adaptive average pooling
+def adaptive_pool_ranges(size, out):
+    """PyTorch's windows: [floor(i*size/out), ceil((i+1)*size/out)) for i in range(out)."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+def _adaptive_matrix(xp, size, out, dtype):
+    m = np.zeros((out, size), dtype=np.float64)
+    for i, (a, b) in enumerate(adaptive_pool_ranges(size, out)):
+        m[i, a:b] = 1.0 / (b - a)
+    return xp.asarray(m.astype(dtype))
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """Average pooling to a fixed output size with PyTorch's windows (see :func:`adaptive_pool_ranges`).
+
+    Computed as two small matrix products: y = Ph @ x @ Pw.T with Ph (OH, H), Pw (OW, W) holding
+    1/window_length inside each window. ``output_size``: int or (OH, OW); None in the pair keeps that size.
+    Shape: (N, C, H, W) -> (N, C, OH, OW). Example: ``adaptive_avg_pool2d_forward(x, (6, 6))`` (AlexNet).
+    """
+    _check_4d(x, "adaptive_avg_pool2d")
+    h, w = x.shape[2:]
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        oh, ow = (h if output_size[0] is None else output_size[0]), (w if output_size[1] is None else output_size[1])
+    else:
+        oh = ow = output_size
+    oh, ow = _pair((oh, ow), "output_size", "adaptive_avg_pool2d")
+    xp = get_array_module(x)
+    ph, pw = _adaptive_matrix(xp, h, oh, x.dtype), _adaptive_matrix(xp, w, ow, x.dtype)
+    y = ph @ x @ pw.T  # (N, C, OH, W) then (N, C, OH, OW)
+    return y, (ph, pw)
+
+
+def adaptive_avg_pool2d_backward(dy, cache):
+    """dx = Ph.T @ dy @ Pw. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
+    ph, pw = cache
+    return ph.T @ dy @ pw
