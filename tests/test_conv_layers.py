@@ -321,3 +321,19 @@ def test_same_padding_even_kernel_matches_torch(kernel, dilation):
     theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
     x = np.random.default_rng(10).standard_normal((1, 2, 6, 7)).astype(np.float32)
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_json_config_roundtrip_of_a_conv_stack():
+    import json
+    model = nn.Sequential([nn.ZeroPadding2D(((1, 0), (2, 1))),
+                           nn.Conv2D(4, (3, 2), strides=(2, 1), padding=((1, 0), (0, 1)), activation="relu"),
+                           nn.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                           nn.Conv2DTranspose(2, 3, strides=2, output_padding=(1, 0)), nn.Padding2D(1, "reflect")])
+    assert model[2].output_shape((2, 5, 8, 8)) == (2, 10, 8, 8)  # before build: channels from the input
+    x = np.random.default_rng(11).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y = model(x)
+    twin = nn.module_from_config(json.loads(json.dumps(nn.module_to_config(model))))
+    twin.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(twin(x), y)
+    assert [type(m).__name__ for m in twin] == ["ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose",
+                                                "Padding2D"]

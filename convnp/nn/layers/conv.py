@@ -173,6 +173,11 @@ class DepthwiseConv2D(Conv2D):
         self.filters = self.groups * self.depth_multiplier
         super().build(input_shape)
 
+    def output_shape(self, input_shape):
+        """(N, C * depth_multiplier, OH, OW) for an (N, C, H, W) input."""
+        n, _, oh, ow = super().output_shape(input_shape)
+        return (n, input_shape[1] * self.depth_multiplier, oh, ow)
+
 
 class Conv2DTranspose(Module):
     """Transposed convolution ("deconvolution"), as PyTorch ``ConvTranspose2d`` / Keras ``Conv2DTranspose``.
