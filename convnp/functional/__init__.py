@@ -6,3 +6,5 @@ from .padding import *  # noqa: F401,F403
 from . import conv, padding
 from .pooling import *  # noqa: F401,F403
 from . import pooling
+from .normalization import *  # noqa: F401,F403
+from . import normalization

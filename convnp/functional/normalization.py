@@ -1,0 +1,149 @@
+"""Batch normalization and local response normalization as forward/backward pairs.
+
+Batch norm (PyTorch semantics), per channel c over every other axis except 1 (N, H, W or N, L or N):
+
+* training: mean_c, var_c = batch mean and BIASED variance; x_hat = (x - mean) / sqrt(var + eps);
+  y = gamma * x_hat + beta. The caller updates running statistics with the UNBIASED variance
+  (:func:`update_running_stats`, momentum = weight of the new batch).
+* eval: the same map with the running statistics instead of the batch ones.
+
+Backward, with m the number of values per channel:
+
+* training: dx = inv_std / m * (m*g - sum(g) - x_hat * sum(g * x_hat)), g = dy * gamma (the full
+  gradient, through the batch mean and variance);
+* eval: dx = dy * gamma * inv_std (an affine map);
+* both: dgamma = sum(dy * x_hat), dbeta = sum(dy).
+
+Local response normalization (PyTorch's ``LocalResponseNorm``), across channels:
+y_c = x_c / s_c^beta, s_c = k + alpha/size * sum_{c'=c-size//2}^{c+(size-1)//2} x_c'^2 (zero outside).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+__all__ = ["batch_norm_forward", "batch_norm_backward", "update_running_stats",
+           "local_response_norm_forward", "local_response_norm_backward"]
+
+
+def _axes_and_shape(x):
+    axes = (0,) + tuple(range(2, x.ndim))  # every axis but channels
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # broadcast a (C,) vector against x
+    return axes, shape
+
+
+def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
+                       eps=1e-5):
+    """Normalize ``x`` per channel (axis 1).
+
+    Args:
+        x: (N, C), (N, C, L) or (N, C, H, W).
+        weight, bias: (C,) arrays or None (no affine map).
+        running_mean, running_var: (C,) arrays, used when ``training`` is False.
+        training: True normalizes with batch statistics, False with the running ones.
+        eps: added to the variance.
+    Returns:
+        (y, cache, (batch_mean, batch_var_unbiased)); the statistics are None in eval mode.
+    Shape: y has the shape of x.
+    Example: ``y, cache, stats = batch_norm_forward(x, w, b, training=True)``.
+    """
+    axes, shape = _axes_and_shape(x)
+    m = x.size // x.shape[1]
+    if training:
+        if m < 2:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                             f"shape {tuple(x.shape)}")
+        mean = x.mean(axis=axes)  # (C,)
+        xc = x - mean.reshape(shape)
+        var = (xc * xc).mean(axis=axes)  # biased (C,)
+        stats = (mean, var * (m / (m - 1)))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+        xc = x - running_mean.reshape(shape).astype(x.dtype, copy=False)
+        var = running_var.astype(x.dtype, copy=False)
+        stats = (None, None)
+    inv_std = 1.0 / get_array_module(x).sqrt(var + x.dtype.type(eps))  # (C,)
+    x_hat = xc * inv_std.reshape(shape)
+    y = x_hat * weight.reshape(shape) if weight is not None else x_hat.copy()
+    if bias is not None:
+        y += bias.reshape(shape)
+    return y, (x_hat, inv_std, weight, training), stats
+
+
+def batch_norm_backward(dy, cache):
+    """Gradients of :func:`batch_norm_forward`: (dx, dweight, dbias); dweight/dbias are None without affine.
+    Shape: dy like x; dweight, dbias (C,)."""
+    x_hat, inv_std, weight, training = cache
+    axes, shape = _axes_and_shape(dy)
+    dbias = dy.sum(axis=axes)
+    dweight = (dy * x_hat).sum(axis=axes)
+    g_scale = inv_std if weight is None else inv_std * weight  # (C,)
+    if training:
+        m = dy.size // dy.shape[1]
+        # dx = gamma*inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat))
+        dx = dy - (dbias / m).reshape(shape)
+        dx -= x_hat * (dweight / m).reshape(shape)
+        dx *= g_scale.reshape(shape)
+    else:
+        dx = dy * g_scale.reshape(shape)
+    if weight is None:
+        return dx, None, None
+    return dx, dweight, dbias
+
+
+def update_running_stats(running_mean, running_var, batch_mean, batch_var_unbiased, momentum):
+    """PyTorch's update: running = (1 - momentum) * running + momentum * batch (momentum = new batch's weight).
+    Returns new (running_mean, running_var) arrays in the running arrays' dtype."""
+    m = float(momentum)
+    new_mean = (1 - m) * running_mean + m * batch_mean.astype(running_mean.dtype, copy=False)
+    new_var = (1 - m) * running_var + m * batch_var_unbiased.astype(running_var.dtype, copy=False)
+    return new_mean, new_var
+
+
+def _channel_window_sum(a, before, after):
+    """sum_{c'=c-before}^{c+after} a[:, c'] with zeros outside [0, C): same shape as a.
+
+    One shifted slice-add per offset (size is small, e.g. 5), which stays exact in float32 where a
+    cumulative-sum difference would lose precision over many channels.
+    """
+    c = a.shape[1]
+    out = a.copy()
+    for d in range(-before, after + 1):
+        if d == 0 or abs(d) >= c:
+            continue
+        if d > 0:
+            out[:, :c - d] += a[:, d:]  # out[c] += a[c + d]
+        else:
+            out[:, -d:] += a[:, :c + d]
+    return out
+
+
+def local_response_norm_forward(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
+    """LRN across channels (axis 1) with PyTorch semantics: y = x / (k + alpha/size * sum_window x^2)^beta.
+
+    The window of channel c is [c - size//2, c + (size-1)//2], zero-padded at the ends.
+    Args: x (N, C, ...); size, alpha, beta, k as in AlexNet (5, 1e-4, 0.75, 2 in the paper).
+    Returns (y, cache). Shape: y like x.
+    """
+    if x.ndim < 3:
+        raise ValueError(f"local_response_norm: expected an input with 3 or more dimensions (N, C, ...), "
+                         f"got shape {tuple(x.shape)}")
+    t = x.dtype.type
+    s = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
+    s *= t(alpha / size)
+    s += t(k)
+    xp = get_array_module(x)
+    scale = xp.power(s, t(-beta))  # s^-beta
+    y = x * scale
+    return y, (x, s, scale, size, alpha, beta)
+
+
+def local_response_norm_backward(dy, cache):
+    """Exact dx of :func:`local_response_norm_forward`:
+    dx_j = dy_j * s_j^-beta - 2*alpha*beta/size * x_j * sum_{c: j in window(c)} dy_c x_c s_c^(-beta-1),
+    where c runs over [j - (size-1)//2, j + size//2]. Shape: like x."""
+    x, s, scale, size, alpha, beta = cache
+    t = dy.dtype.type
+    inner = dy * x * scale / s  # dy_c x_c s_c^(-beta-1)
+    back = _channel_window_sum(inner, (size - 1) // 2, size // 2)
+    return dy * scale - t(2 * alpha * beta / size) * x * back
