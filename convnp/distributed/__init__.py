@@ -1,0 +1,14 @@
+"""convnp.distributed: data-parallel training and sharded inference on MPI (mpi4py).
+
+``get_world()`` returns an MPI communicator when the program runs under ``mpiexec`` with more than
+one rank, and a single-process stand-in with the same methods otherwise, so the same training code
+runs on one process or on many::
+
+    mpiexec -n 2 python -m mpi4py -m convnp train ...
+
+See docs/distributed.md.
+"""
+from .comm import MPIComm, SingleProcessComm
+from .world import get_world, install_excepthook, launched_world_size, set_world
+
+__all__ = ["get_world", "set_world", "install_excepthook", "launched_world_size", "MPIComm", "SingleProcessComm"]
