@@ -18,7 +18,8 @@ def register_model(name: str):
             if args:
                 raise TypeError(f"models.{name}: pass options by keyword (got positional {args!r})")
             model = fn(**kwargs)
-            object.__setattr__(model, "_factory", (name, dict(kwargs)))
+            # "weights" (a file loaded once at construction) is not part of the architecture
+            object.__setattr__(model, "_factory", (name, {k: v for k, v in kwargs.items() if k != "weights"}))
             return model
         if name in MODELS:
             raise ValueError(f"model name {name!r} registered twice")
