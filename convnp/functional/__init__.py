@@ -8,3 +8,5 @@ from .pooling import *  # noqa: F401,F403
 from . import pooling
 from .normalization import *  # noqa: F401,F403
 from . import normalization
+from .loss import *  # noqa: F401,F403
+from . import loss
