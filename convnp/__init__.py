@@ -7,6 +7,7 @@
 """
 from . import backend, functional, nn, data, models
 from .backend import no_grad, get_array_module, to_device, to_numpy
+from . import signal  # 2-D correlate/convolve as in SciPy, named kernels
 
 functional_ = functional
 F = functional
