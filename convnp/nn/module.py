@@ -253,6 +253,12 @@ class Module:
                 self._assign(key, state[key])
         return missing, unexpected
 
+    def load_weights(self, path, strict: bool = True):
+        """Load a weight file (.safetensors, .npz, .pth with torch, Keras VGG16 .h5 with h5py) whose keys
+        match ``state_dict()``; see :func:`convnp.io.weights.load_weights`. Returns ``(missing, unexpected)``."""
+        from ..io.weights import load_weights
+        return load_weights(self, path, strict=strict)
+
     def _assign(self, dotted_key, value):
         *path, leaf = dotted_key.split(".")
         owner = self

@@ -1,0 +1,291 @@
+"""Weight files: read and write state dicts as .safetensors, .npz (no torch needed) and .pth (needs torch),
+and read Keras's VGG16 .h5 (needs h5py). ``load_weights`` checks the keys strictly and names every mismatch.
+
+A state dict is an ordered mapping of dotted keys (``layer1.0.conv1.weight``) to NumPy arrays, with
+PyTorch's key names and layouts, so torchvision checkpoints load as they are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections import OrderedDict
+
+import numpy as np
+
+from ..backend import to_numpy
+
+PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+# safetensors dtype names <-> NumPy dtypes (BF16 is widened to float32 on reading)
+_ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+              "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+
+
+def _suffix(path) -> str:
+    return os.path.splitext(str(path))[1].lower()
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_state_dict(path) -> "OrderedDict[str, np.ndarray]":
+    """Read a weight file into an ordered {key: NumPy array} by its suffix: .safetensors, .npz,
+    .pth/.pt/.bin/.ckpt (torch), .h5 (Keras VGG16, returned in convnp/torchvision layout)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file not found: {path}")
+    suffix = _suffix(path)
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    if suffix == ".npz":
+        return _read_npz(path)
+    if suffix in PTH_SUFFIXES:
+        return _read_pth(path)
+    if suffix in (".h5", ".hdf5", ".keras"):
+        return read_keras_vgg16(path)
+    raise ValueError(f"unsupported weights file {path!r}: use .safetensors, .npz, .pth/.pt or Keras .h5")
+
+
+def _read_safetensors(path):
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise ValueError(f"{path}: truncated or not a safetensors file (header of {n} bytes, file {size} bytes)")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a safetensors file (bad header: {e})") from None
+        data = f.read()
+    out = OrderedDict()
+    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0])
+    for key, info in entries:
+        begin, end = info["data_offsets"]
+        if end > len(data):
+            raise ValueError(f"{path}: file is truncated: tensor {key!r} needs bytes {begin}..{end} of the data "
+                             f"section, which has {len(data)}")
+        raw = data[begin:end]
+        if info["dtype"] == "BF16":  # bfloat16: the top half of a float32
+            a = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+        elif info["dtype"] in _ST_DTYPES:
+            a = np.frombuffer(raw, np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<"))
+        else:
+            raise ValueError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
+        out[key] = a.reshape(info["shape"]).astype(a.dtype.newbyteorder("="), copy=True)
+    return out
+
+
+def _read_npz(path):
+    import zipfile
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return OrderedDict((k, np.array(z[k])) for k in z.files if not k.startswith("__"))
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: truncated or not an .npz weights file ({e})") from None
+
+
+def _read_pth(path):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(f"reading {path} needs PyTorch (pip install torch); .safetensors and .npz weights load "
+                          "without it (convert once with `convnp convert in.pth out.safetensors` where torch "
+                          "is installed)") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: truncated or not a PyTorch checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(obj).__name__}")
+    out = OrderedDict()
+    for key, value in obj.items():
+        if not hasattr(value, "detach"):
+            continue
+        t = value.detach().cpu()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        out[key[7:] if key.startswith("module.") else key] = t.numpy().copy()  # DataParallel prefix
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- Keras
+def read_keras_vgg16(path) -> "OrderedDict[str, np.ndarray]":
+    """Read Keras's VGG16 weights (the .h5 that ``VGG16(weights="imagenet")`` loads, with or without the top,
+    or a whole model saved with ``model.save("x.h5")``) as a torchvision-layout vgg16 state dict.
+
+    Layers ``block{b}_conv{i}`` become ``features.{n}`` in order; ``fc1``, ``fc2``, ``predictions`` become
+    ``classifier.0/3/6``. Conv kernels go from HWIO to OIHW, dense kernels from (in, out) to (out, in),
+    and fc1's rows are reordered from Keras's channels-last flatten order (h, w, c) to the channels-first
+    order (c, h, w) of convnp's Flatten. These weights expect ``preprocess_imagenet(mode="caffe")``.
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"reading {path} needs h5py (pip install h5py, or pip install convnp[exchange])") from None
+    out = OrderedDict()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ValueError(f"{path}: truncated or not an HDF5 file ({e})") from None
+    with f:
+        root = f["model_weights"] if "model_weights" in f else f
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", list(root))]
+        convs, conv_index, last_channels = [], 0, None
+        for name in names:
+            group = root[name]
+            wnames = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
+            if not wnames:
+                continue
+            kernel, bias = (np.array(group[w]) for w in wnames[:2])
+            if name.startswith("block") and kernel.ndim == 4:
+                key = f"features.{conv_index}"
+                out[key + ".weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
+                out[key + ".bias"] = bias
+                conv_index += 2  # conv + ReLU; _renumber_pools inserts the pools
+                last_channels = kernel.shape[3]
+                convs.append(name)
+            elif kernel.ndim == 2:
+                index = {"fc1": 0, "fc2": 3, "predictions": 6}.get(name)
+                if index is None:
+                    raise ValueError(f"{path}: unexpected dense layer {name!r} for Keras VGG16 "
+                                     "(expected fc1, fc2, predictions)")
+                if index == 0:
+                    kernel = _channels_last_rows_to_first(kernel, last_channels, path)
+                out[f"classifier.{index}.weight"] = np.ascontiguousarray(kernel.T)  # (in, out) -> (out, in)
+                out[f"classifier.{index}.bias"] = bias
+    if not convs:
+        raise ValueError(f"{path}: no Keras VGG conv layers (block1_conv1, ...) found")
+    return _renumber_pools(out)
+
+
+def _channels_last_rows_to_first(kernel, channels, path):
+    """Reorder the rows of a dense kernel that follows Flatten from (h, w, c) order to (c, h, w) order."""
+    rows = kernel.shape[0]
+    side = int(round((rows / max(channels or 1, 1)) ** 0.5))
+    if channels is None or side * side * channels != rows:
+        raise ValueError(f"{path}: fc1 has {rows} inputs, not a square map of {channels} channels")
+    k = kernel.reshape(side, side, channels, -1)                         # (h, w, c, out)
+    return k.transpose(2, 0, 1, 3).reshape(rows, -1)                      # (c*h*w, out)
+
+
+def _renumber_pools(state):
+    """Insert the max-pool positions into the features indices: VGG16's pools follow convs 2, 4, 7, 10, 13."""
+    out = OrderedDict()
+    conv_keys = [k for k in state if k.startswith("features.") and k.endswith(".weight")]
+    n_convs = len(conv_keys)
+    from ..models.vgg import CONFIGS
+    depth = {8: 11, 10: 13, 13: 16, 16: 19}.get(n_convs)
+    if depth is None:
+        raise ValueError(f"Keras VGG file has {n_convs} conv layers; expected 8, 10, 13 or 16")
+    positions, i = [], 0
+    for v in CONFIGS[depth]:
+        if v == "M":
+            i += 1
+        else:
+            positions.append(i)
+            i += 2
+    for key, value in state.items():
+        if key.startswith("features."):
+            _, n, leaf = key.split(".")
+            out[f"features.{positions[int(n) // 2]}.{leaf}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def write_state_dict(state, path) -> None:
+    """Write {key: array} to ``path`` as .safetensors, .npz or .pth (torch) by its suffix."""
+    path = os.fspath(path)
+    arrays = OrderedDict((k, np.ascontiguousarray(to_numpy(v))) for k, v in state.items())
+    suffix = _suffix(path)
+    if suffix == ".safetensors":
+        _write_safetensors(arrays, path)
+    elif suffix == ".npz":
+        np.savez(path, **arrays)
+    elif suffix in PTH_SUFFIXES:
+        try:
+            import torch
+        except ImportError:
+            raise ImportError(f"writing {path} needs PyTorch (pip install torch); use .safetensors or .npz") from None
+        torch.save(OrderedDict((k, torch.from_numpy(a.copy())) for k, a in arrays.items()), path)
+    else:
+        raise ValueError(f"unsupported weights file {path!r}: use .safetensors, .npz or .pth")
+
+
+def _write_safetensors(arrays, path):
+    header, offset, blobs = {}, 0, []
+    for key, a in arrays.items():
+        if a.dtype not in _ST_NAMES:
+            raise ValueError(f"cannot store {key!r} of dtype {a.dtype} in safetensors")
+        blob = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[key] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # align the data section to 8 bytes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+# ---------------------------------------------------------------------------------------------- models
+def _listing(keys, limit=12):
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_weights(model, path, strict: bool = True):
+    """Load a weight file into ``model`` (keys and shapes as ``model.state_dict()``; torchvision layout).
+
+    With ``strict=True`` any missing key, unexpected key or shape mismatch raises a ValueError that lists
+    them (with counts); ``strict=False`` loads the matching keys and returns ``(missing, unexpected)``.
+
+    Example: ``load_weights(models.resnet18(), "resnet18-f37072fd.pth")``.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} (model {tuple(own[k].shape)}, file {tuple(state[k].shape)})"
+                  for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_listing(mismatched)}")
+    if strict and missing:
+        problems.append(f"{len(missing)} keys missing from the file: {_listing(missing)}")
+    if strict and unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys in the file: {_listing(unexpected)}")
+    if problems:
+        raise ValueError(f"{os.fspath(path)} does not fit {_model_name(model)} ({len(own)} entries; the file has "
+                         f"{len(state)}): " + "; ".join(problems))
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return missing, unexpected
+
+
+def save_weights(model, path) -> None:
+    """Write ``model.state_dict()`` to ``path`` (.safetensors, .npz, or .pth when torch is installed)."""
+    write_state_dict(model.state_dict(), path)
+
+
+def convert_weights(src, dst) -> int:
+    """Convert a weight file between formats (e.g. .pth -> .safetensors); returns the number of arrays."""
+    state = read_state_dict(src)
+    write_state_dict(state, dst)
+    return len(state)
+
+
+def _model_name(model):
+    factory = getattr(model, "_factory", None)
+    return f"models.{factory[0]}" if factory else type(model).__name__
