@@ -118,10 +118,11 @@ def softmax_cross_entropy_forward(logits, target, label_smoothing: float = 0.0, 
         raise ValueError(f"{where}: empty batch (logits shape {_shape(logits)})")
     xp = get_array_module(logits)
     q = _target_distribution(logits, target, label_smoothing, where)  # (N, K)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    e = xp.exp(shifted)
-    s = e.sum(axis=1, keepdims=True)
-    log_p = shifted - xp.log(s)  # (N, K) log-softmax
+    with np.errstate(invalid="ignore"):  # inf logits: the non-finite check below explains the problem
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        log_p = shifted - xp.log(s)  # (N, K) log-softmax
     n = logits.shape[0]
     loss = check_finite_loss(float(-(q * log_p).sum()) / n, where)
     return loss, (e / s, q)
