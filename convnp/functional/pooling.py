@@ -184,7 +184,10 @@ def max_pool2d_backward(dy, cache):
             hit &= ~taken
             taken |= hit
             target = _scatter_target(dxpad, out_hw, k, s, i, j)  # (N, C, OH, OW) strided view
-            target += xp.where(hit, dy, 0)
+            if k == s:  # disjoint windows: every cell is written once
+                xp.multiply(hit, dy, out=target)
+            else:  # overlapping windows add up
+                target += xp.where(hit, dy, 0)
     (t, _), (l, _) = pads
     return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
 
@@ -279,9 +282,8 @@ def global_max_pool2d_backward(dy, cache):
     shape, idx = cache
     xp = get_array_module(dy)
     n, c, h, w = shape
-    dx = xp.zeros((n, c, h * w), dtype=dy.dtype)
-    xp.put_along_axis(dx, idx[:, :, None], dy.reshape(n, c, 1), axis=2)
-    return dx.reshape(shape)
+    first = xp.arange(h * w) == idx[:, :, None]  # (N, C, H*W) one-hot of the first maximum
+    return (first * dy.reshape(n, c, 1)).astype(dy.dtype, copy=False).reshape(shape)
 
 
 # ----------------------------------------------------------------------------- adaptive average pooling
