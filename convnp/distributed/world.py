@@ -85,6 +85,22 @@ def set_world(world):
     return old
 
 
+def abort_if_failed(code):
+    """Return ``code``; but under MPI with more than one rank, a non-zero ``code`` aborts every rank.
+
+    For programs that catch their own errors and exit with a status (the ``convnp`` CLI prints one
+    line and returns 1): a plain ``sys.exit(1)`` on one rank leaves the others waiting forever in
+    their next collective. Call it as ``sys.exit(abort_if_failed(main()))``. Does nothing (and
+    creates no communicator) when ``get_world()`` was never called or the world has one rank.
+    """
+    code = 0 if code is None else code
+    if code and _WORLD is not None and _WORLD.size > 1:
+        sys.stderr.write(f"[rank {_WORLD.rank}/{_WORLD.size}] exiting with status {code}, aborting all ranks\n")
+        sys.stderr.flush()
+        _WORLD.abort(code if isinstance(code, int) else 1)
+    return code
+
+
 def install_excepthook(world=None) -> None:
     """On an unhandled exception: print the traceback tagged with the rank, then abort every rank.
 
