@@ -312,6 +312,37 @@ class Module:
             print_fn(text)
         return text
 
+    # ------------------------------------------------------------------ Keras-style training (convnp.train)
+    def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), **optimizer_kwargs):
+        """Attach optimizer, loss and metrics for :meth:`fit`; see :func:`convnp.train.keras_api.compile`."""
+        from ..train import keras_api
+        return keras_api.compile(self, optimizer, loss, metrics, **optimizer_kwargs)
+
+    def fit(self, x, y=None, **kwargs):
+        """Train (after :meth:`compile`); returns a History. See :meth:`convnp.train.Trainer.fit`."""
+        from ..train import keras_api
+        return keras_api.fit(self, x, y, **kwargs)
+
+    def evaluate(self, x, y=None, batch_size: int = 256) -> dict:
+        """Loss and metrics on (x, y): ``{"loss": ..., "accuracy": ...}`` (after :meth:`compile`)."""
+        from ..train import keras_api
+        return keras_api.evaluate(self, x, y, batch_size=batch_size)
+
+    def predict(self, x, batch_size: int = 256):
+        """Outputs (logits) in batches, eval mode, under ``no_grad``."""
+        from ..train import keras_api
+        return keras_api.predict(self, x, batch_size=batch_size)
+
+    def predict_proba(self, x, batch_size: int = 256):
+        """Softmax of :meth:`predict`'s outputs."""
+        from ..train import keras_api
+        return keras_api.predict_proba(self, x, batch_size=batch_size)
+
+    def save(self, path, input_shape=None) -> str:
+        """Config + weights (+ optimizer state when compiled) in one npz file; reopen with ``convnp.load``."""
+        from ..train import keras_api
+        return keras_api.save(self, path, input_shape=input_shape)
+
 
 def _equal(a, b) -> bool:
     try:
