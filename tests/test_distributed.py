@@ -342,3 +342,26 @@ def test_mpi_failure_on_one_rank_aborts_the_job(mode):
     assert code != 0, out
     assert "aborting all ranks" in out, out
     assert "did not abort" not in out, out
+
+
+def test_cli_error_on_one_rank_aborts_the_others(fresh_world, monkeypatch, capsys):
+    """The CLI prints one line and returns 1 on an error; under MPI that status must abort every rank."""
+    import argparse
+
+    import convnp.cli as cli
+
+    def failing(args):
+        raise RuntimeError("disk full")
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--debug", action="store_true")
+    parser.set_defaults(func=failing)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 1  # one process: just the status
+    w = FakeWorld(1, 2)
+    set_world(w)
+    assert cli.main([]) == 1 and w.aborted == 1
+    assert "convnp: error: disk full" in capsys.readouterr().err
+    parser.set_defaults(func=lambda args: 0)
+    w.aborted = None
+    assert cli.main([]) == 0 and w.aborted is None

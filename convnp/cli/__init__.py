@@ -31,7 +31,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        return _abort_other_ranks(int(args.func(args) or 0))
     except KeyboardInterrupt:
         print("convnp: interrupted", file=sys.stderr)
         return 130
@@ -39,4 +39,11 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         print(f"convnp: error: {e}", file=sys.stderr)
-        return 1
+        return _abort_other_ranks(1)
+
+
+def _abort_other_ranks(code: int) -> int:
+    """Return ``code``; under MPI (convnp.distributed in use with more than one rank) a non-zero status
+    aborts every rank, so one failing rank ends the job instead of leaving the others waiting."""
+    world = sys.modules.get("convnp.distributed.world")
+    return world.abort_if_failed(code) if world is not None else code
