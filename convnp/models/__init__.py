@@ -2,7 +2,8 @@
 from .registry import MODELS, get_model, list_models, register_model
 
 # Families register themselves on import; add one import line per family file.
-from . import lenet, alexnet, vgg, resnet, densenet  # noqa: F401,E402  (model zoo, issue 6)
+from . import lenet, vgg, resnet, densenet  # noqa: F401,E402  (model zoo, issue 6)
+from .alexnet import alexnet, alexnet_paper  # noqa: F401,E402  (models.alexnet is the factory, not the file)
 from .imagenet import preprocess_imagenet, decode_predictions, imagenet_class_names  # noqa: E402
 
 __all__ = ["MODELS", "get_model", "list_models", "register_model"]
