@@ -365,3 +365,21 @@ def test_cli_error_on_one_rank_aborts_the_others(fresh_world, monkeypatch, capsy
     parser.set_defaults(func=lambda args: 0)
     w.aborted = None
     assert cli.main([]) == 0 and w.aborted is None
+
+
+def test_launch_builds_the_mpiexec_line(monkeypatch, capsys):
+    from convnp.distributed import launch
+
+    assert launch.mpiexec_command(2, ["train", "--epochs", "1"], mpiexec="mpiexec", python="py") == \
+        ["mpiexec", "-n", "2", "py", "-m", "mpi4py", "-m", "convnp", "train", "--epochs", "1"]
+    with pytest.raises(ValueError, match=r"number of ranks must be a positive integer, got 0"):
+        launch.mpiexec_command(0, [], mpiexec="mpiexec")
+    monkeypatch.setattr(launch.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match=r"no mpiexec found on PATH.*convnp\[dist\]"):
+        launch.find_mpiexec()
+    assert launch.main(["-n", "2", "train"]) == 1
+    assert "no mpiexec found" in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: ran.append(cmd) or 0)
+    assert launch.main(["-n", "3", "--mpiexec", "/x/mpiexec", "demo"]) == 0
+    assert ran[0][:3] == ["/x/mpiexec", "-n", "3"] and ran[0][-3:] == ["-m", "convnp", "demo"]
