@@ -5,6 +5,7 @@ from .registry import MODELS, get_model, list_models, register_model
 from . import lenet, vgg, resnet, densenet  # noqa: F401,E402  (model zoo, issue 6)
 from .alexnet import alexnet, alexnet_paper  # noqa: F401,E402  (models.alexnet is the factory, not the file)
 from .imagenet import preprocess_imagenet, decode_predictions, imagenet_class_names  # noqa: E402
+from . import textbook_nets  # noqa: F401,E402  (simple_convnet, deep_convnet, mnist_best; issue 4)
 
 __all__ = ["MODELS", "get_model", "list_models", "register_model"]
 
