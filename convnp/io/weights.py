@@ -204,7 +204,7 @@ def _renumber_pools(state):
 def write_state_dict(state, path) -> None:
     """Write {key: array} to ``path`` as .safetensors, .npz or .pth (torch) by its suffix."""
     path = os.fspath(path)
-    arrays = OrderedDict((k, np.ascontiguousarray(to_numpy(v))) for k, v in state.items())
+    arrays = OrderedDict((k, _contiguous(to_numpy(v))) for k, v in state.items())
     suffix = _suffix(path)
     if suffix == ".safetensors":
         _write_safetensors(arrays, path)
@@ -218,6 +218,11 @@ def write_state_dict(state, path) -> None:
         torch.save(OrderedDict((k, torch.from_numpy(a.copy())) for k, a in arrays.items()), path)
     else:
         raise ValueError(f"unsupported weights file {path!r}: use .safetensors, .npz or .pth")
+
+
+def _contiguous(a):
+    a = np.asarray(a)  # (np.ascontiguousarray would turn 0-d arrays such as num_batches_tracked into 1-d)
+    return a if a.flags.c_contiguous else a.copy()
 
 
 def _write_safetensors(arrays, path):
