@@ -383,3 +383,26 @@ def test_launch_builds_the_mpiexec_line(monkeypatch, capsys):
     monkeypatch.setattr(launch.subprocess, "call", lambda cmd: ran.append(cmd) or 0)
     assert launch.main(["-n", "3", "--mpiexec", "/x/mpiexec", "demo"]) == 0
     assert ran[0][:3] == ["/x/mpiexec", "-n", "3"] and ran[0][-3:] == ["-m", "convnp", "demo"]
+
+
+def _result(out):
+    import json
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert len(lines) == 1, out[-4000:]  # printed by rank 0 only
+    return json.loads(lines[0][len("RESULT "):])
+
+
+def test_mpi_mnist_fit_two_ranks_matches_one_rank():
+    """Trainer.fit data parallel: float64 weights equal a one-process Trainer's (checked inside the script),
+    and a 2-rank float32 run on 2000 MNIST digits reaches the 1-process test accuracy within noise."""
+    code, out = run_mpi("check_fit_mnist.py", "2000", timeout=300)
+    assert code == 0, out[-4000:]
+    two = _result(out)
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    single = subprocess.run([sys.executable, str(MPI_DIR / "check_fit_mnist.py"), "2000"], capture_output=True,
+                            text=True, timeout=300, cwd=str(ROOT), env=env)
+    assert single.returncode == 0, single.stderr[-4000:]
+    one = _result(single.stdout)
+    assert (one["size"], two["size"]) == (1, 2)
+    assert one["test_accuracy"] > 0.75 and two["test_accuracy"] > 0.75, (one, two)
+    assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 0.03, (one, two)
