@@ -8,6 +8,7 @@
 from . import backend, functional, nn, data, models
 from .backend import no_grad, get_array_module, to_device, to_numpy
 from . import signal  # 2-D correlate/convolve as in SciPy, named kernels
+from . import optim  # optimizers, learning-rate schedules, gradient clipping
 from . import viz  # plots; matplotlib is imported only when one is drawn
 from .io.checkpoint import load  # convnp.load(path): a checkpoint or saved model, ready for predict
 
