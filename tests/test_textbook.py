@@ -104,6 +104,15 @@ def test_to_model_saves_and_rebuilds_from_config(mnist, tmp_path):
     np.testing.assert_allclose(rebuilt.eval()(x), model(x))
 
 
+def test_to_model_saves_as_a_convnp_checkpoint(mnist, tmp_path):
+    from convnp.io.checkpoint import load, save_model
+    x = mnist[0][:3]
+    net = SimpleConvNet(hidden_size=8, weight_init_std=0.1, seed=0)
+    path = save_model(net.to_model(), str(tmp_path / "simple.npz"), input_shape=(1, 28, 28))
+    loaded = load(path)  # rebuilt from its JSON config (float32 by default), in eval mode
+    np.testing.assert_allclose(loaded(x), net.predict(x), rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- DeepConvNet
 def test_deep_convnet_is_the_books_architecture(mnist):
     net = DeepConvNet(seed=0)

@@ -261,7 +261,8 @@ class Dropout(_Layer):
 
     Args:
         dropout_ratio: probability of dropping a unit, in [0, 1).
-        seed: seed or numpy Generator for the masks (None: fresh entropy; CuPy arrays draw from cupy.random).
+        seed: seed or numpy Generator for the masks (None: fresh entropy); on CuPy arrays the mask is drawn by
+            a CuPy generator seeded from it.
 
     Shape: any; ``forward(x, train_flg=True)`` returns the same shape.
     """
@@ -279,7 +280,10 @@ class Dropout(_Layer):
             self._save(scale)
             return x * scale
         xp = get_array_module(x)
-        u = self._rng.random(x.shape) if xp is np else xp.random.random_sample(x.shape)
+        if xp is np:
+            u = self._rng.random(x.shape)
+        else:  # pragma: no cover - GPU only: a CuPy generator seeded from ours, as nn.Dropout does
+            u = xp.random.default_rng(int(self._rng.integers(2 ** 63))).random(x.shape)
         self.mask = u > self.dropout_ratio
         self._save(self.mask)
         return x * self.mask
