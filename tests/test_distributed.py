@@ -406,3 +406,14 @@ def test_mpi_mnist_fit_two_ranks_matches_one_rank():
     assert (one["size"], two["size"]) == (1, 2)
     assert one["test_accuracy"] > 0.75 and two["test_accuracy"] > 0.75, (one, two)
     assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 0.03, (one, two)
+
+
+def test_sharded_map_batched():
+    calls = []
+    w = SingleProcessComm()
+    out = sharded_map(lambda share: calls.append(list(share)) or np.asarray(share) * 2, [1, 2, 3], world=w,
+                      batched=True)
+    assert calls == [[1, 2, 3]] and [int(v) for v in out] == [2, 4, 6]  # one call with the whole share
+    assert sharded_map(lambda share: share, [], world=w, batched=True) == []
+    with pytest.raises(ValueError, match=r"fn must return one result per item; got 1 results for 3 items on rank 0"):
+        sharded_map(lambda share: [0], [1, 2, 3], world=w, batched=True)

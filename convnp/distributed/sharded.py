@@ -17,7 +17,7 @@ def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
     return start, start + per + (1 if rank < extra else 0)
 
 
-def sharded_map(fn, items, world=None, root: int | None = None):
+def sharded_map(fn, items, world=None, root: int | None = None, batched: bool = False):
     """``[fn(item) for item in items]`` with the items split across ranks.
 
     Each rank calls ``fn`` on its contiguous share (ranks get ``len(items) // size`` or one more),
@@ -30,16 +30,27 @@ def sharded_map(fn, items, world=None, root: int | None = None):
         items: a sequence of work items; must be the same on every rank (e.g. a sorted file list).
         world: the communicator; default ``get_world()``.
         root: the rank that receives the results, or None for all ranks.
+        batched: call ``fn`` once with this rank's whole share (a list) instead of once per item; it
+            must return one result per item, in order (batch inference: load the files, one forward).
 
     Example (``convnp predict DIR`` under ``mpiexec -n 4``)::
 
         files = sorted(glob.glob("images/*.png"))
         labels = sharded_map(lambda f: predict_file(model, f), files)
+        probs = sharded_map(lambda fs: softmax(predict(model, np.stack([load(f) for f in fs]))), files,
+                            batched=True, root=0)   # rank 0 prints, the others get None
     """
     world = world if world is not None else get_world()
     items = list(items)
     start, stop = shard_bounds(len(items), world.rank, world.size)
-    mine = [fn(item) for item in items[start:stop]]
+    share = items[start:stop]
+    if batched:
+        mine = list(fn(share)) if share else []
+        if len(mine) != len(share):
+            raise ValueError(f"sharded_map: with batched=True fn must return one result per item; got "
+                             f"{len(mine)} results for {len(share)} items on rank {world.rank}")
+    else:
+        mine = [fn(item) for item in share]
     if world.size == 1:
         return mine if root in (None, 0) else None
     parts = world.allgather(mine) if root is None else world.gather(mine, root=root)

@@ -99,6 +99,8 @@ assert [o[0] for o in out] == items, out
 assert {o[1] for o in out} == set(range(size)), "every rank takes a share"
 assert len(seen) in (len(items) // size, len(items) // size + 1)
 assert sharded_map(str.upper, items, root=0) == ([i.upper() for i in items] if rank == 0 else None)
+batched = sharded_map(lambda share: [(f, len(share)) for f in share], items, batched=True)
+assert [b[0] for b in batched] == items and sorted({b[1] for b in batched}) == [3, 4], batched
 
 # 6. equivalence: k SGD steps on size ranks x batch B == 1 rank x batch size*B (float64) -------------
 for bn in (False, "sync"):
