@@ -63,7 +63,7 @@ def scale01(a, lo=None, hi=None, symmetric: bool = False) -> np.ndarray:
         out = np.full(a.shape, 0.5)
     else:
         out = np.clip((a - lo) / span, 0.0, 1.0)
-    out[~np.isfinite(out)] = 0.5
+    out[~np.isfinite(a)] = 0.5
     return out
 
 

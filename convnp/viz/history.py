@@ -11,6 +11,8 @@ from ._mpl import finish, new_figure
 #: log files looked for, in this order, inside a run directory
 RUN_LOG_NAMES = ("history.json", "log.json", "metrics.json", "history.jsonl", "log.jsonl", "metrics.jsonl",
                  "history.csv", "log.csv", "metrics.csv", "training.csv", "training.log")
+#: checkpoints (ModelCheckpoint's files) whose stored History is used when a run has no log file
+RUN_CHECKPOINT_NAMES = ("last.npz", "best.npz")
 #: columns that are bookkeeping, not curves (unless asked for with metrics=)
 NOT_CURVES = ("epoch", "epochs", "step", "time", "lr", "learning_rate", "duration", "seconds", "stopped_reason")
 
@@ -47,25 +49,32 @@ def load_history(source) -> tuple[list, dict]:
 
     Accepts a History object (``.history`` and ``.epoch``), its ``to_dict()`` form
     ``{"epoch": [...], "history": {...}}``, a plain ``{name: [values]}`` dict (Keras' ``history.history``),
-    a list of per-epoch dicts, a JSON/JSONL/CSV log file, or a run directory holding one
-    (``history.json``, ``log.csv``, ...; a checkpoint's ``history`` entry is read the same way).
+    a list of per-epoch dicts, a JSON/JSONL/CSV log file (JSONLogger, CSVLogger), a checkpoint ``.npz``
+    (its stored History), or a run directory holding one of these (``history.json``, ``log.csv``, ...,
+    then ``last.npz``, ``best.npz``).
     """
     where = "plot_history"
     epochs = None
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
-            found = [os.path.join(path, n) for n in RUN_LOG_NAMES if os.path.isfile(os.path.join(path, n))]
+            names = RUN_LOG_NAMES + RUN_CHECKPOINT_NAMES
+            found = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
             if not found:
-                raise FileNotFoundError(f"{where}: no training log in {path!r}; looked for "
-                                        f"{', '.join(RUN_LOG_NAMES)}")
+                raise FileNotFoundError(f"{where}: no training log in {path!r}; looked for {', '.join(names)}")
             path = found[0]
         elif not os.path.isfile(path):
             raise FileNotFoundError(f"{where}: {path!r} does not exist")
-        try:
-            source = _read_log(path)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{where}: cannot read the log {path!r} ({e})") from None
+        if path.endswith(".npz"):  # a checkpoint keeps the History in its training state
+            from ..io.checkpoint import load_checkpoint
+            source = load_checkpoint(path).state.get("history")
+            if not source:
+                raise ValueError(f"{where}: the checkpoint {path!r} holds no training history")
+        else:
+            try:
+                source = _read_log(path)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ValueError(f"{where}: cannot read the log {path!r} ({e})") from None
     if hasattr(source, "history") and not isinstance(source, dict):  # a History object
         epochs, source = list(getattr(source, "epoch", []) or []), source.history
     if isinstance(source, dict) and isinstance(source.get("history"), (dict, list)):  # History.to_dict()
