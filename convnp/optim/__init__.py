@@ -7,11 +7,14 @@
 Every optimizer follows PyTorch's update formulas exactly; its state is keyed by parameter name and
 saves to a flat dict (``state_dict()`` / ``load_state_dict()``).
 """
+from . import lr_scheduler
 from .adagrad import AdaGrad
 from .adam import Adam, AdamW
 from .clip import clip_grad_norm, clip_grad_value, global_norm
 from .optimizer import Optimizer, named_parameter_list
 from .rmsprop import RMSprop
+from .lr_scheduler import (CosineAnnealingLR, ExponentialLR, LinearWarmup, LRScheduler, MultiStepLR, OneCycleLR,
+                           StepLR, get_scheduler)
 from .sgd import SGD, Momentum, Nesterov
 
 Adagrad = AdaGrad  # PyTorch's spelling
@@ -49,4 +52,6 @@ def get_optimizer(name_or_instance, params=None, **kwargs) -> Optimizer:
 
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "Adagrad", "RMSprop", "Adam", "AdamW",
-           "clip_grad_norm", "clip_grad_value", "global_norm", "get_optimizer", "named_parameter_list", "OPTIMIZERS"]
+           "clip_grad_norm", "clip_grad_value", "global_norm", "get_optimizer", "named_parameter_list", "OPTIMIZERS",
+           "lr_scheduler", "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
+           "LinearWarmup", "get_scheduler"]
