@@ -167,7 +167,11 @@ def run_train(args) -> int:
     elapsed = time.perf_counter() - start
     if history.stopped_reason and history.stopped_reason.startswith("training stopped"):
         raise RuntimeError(history.stopped_reason)
-    result = trainer.evaluate(x_test, t_test, batch_size=500)
+    last = history.last()
+    if not val_split and "val_accuracy" in last:  # the last epoch was already evaluated on the test set
+        result = {"accuracy": last["val_accuracy"], "loss": last["val_loss"]}
+    else:
+        result = trainer.evaluate(x_test, t_test, batch_size=500)
     if world.is_root:
         png = os.path.join(args.out, "curves.png")
         try:

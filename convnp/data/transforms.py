@@ -16,6 +16,11 @@ import numpy as np
 from ..backend import get_array_module, make_rng
 
 
+def _rng(rng):
+    """A Generator from a seed or None; Generator-like objects (with ``integers``) pass through."""
+    return rng if hasattr(rng, "integers") else make_rng(rng)
+
+
 def _check_images(x, where):
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"{where}: expected a batch of images (N, C, H, W), got shape {tuple(np.shape(x))}")
@@ -28,7 +33,7 @@ class Compose:
         self.transforms = list(transforms)
 
     def __call__(self, x, rng=None):
-        rng = make_rng(rng)
+        rng = _rng(rng)
         for t in self.transforms:
             x = t(x, rng)
         return x
@@ -86,7 +91,7 @@ class RandomCrop:
 
     def __call__(self, x, rng=None):
         _check_images(x, type(self).__name__)
-        rng = make_rng(rng)
+        rng = _rng(rng)
         xp = get_array_module(x)
         n, c, h, w = x.shape
         oh, ow = self.size if self.size is not None else (h, w)
@@ -130,7 +135,7 @@ class RandomHorizontalFlip:
     def __call__(self, x, rng=None):
         _check_images(x, "RandomHorizontalFlip")
         xp = get_array_module(x)
-        flip = xp.asarray(make_rng(rng).random(len(x)) < self.p)
+        flip = xp.asarray(_rng(rng).random(len(x)) < self.p)
         return xp.where(flip[:, None, None, None], x[..., ::-1], x)
 
     def __repr__(self):
@@ -161,7 +166,7 @@ class RandomAffine:
 
     def __call__(self, x, rng=None):
         _check_images(x, "RandomAffine")
-        rng = make_rng(rng)
+        rng = _rng(rng)
         xp = get_array_module(x)
         n, c, h, w = x.shape
         angle = np.deg2rad(rng.uniform(-self.degrees, self.degrees, n))

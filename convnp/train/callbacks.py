@@ -116,6 +116,7 @@ class ProgressBar(Callback):
             return
         self.start = time.perf_counter()
         self.samples = 0
+        self.train_time = 0.0
         desc = f"epoch {epoch + 1}/{self.trainer.epochs}"
         self.bar = EpochProgress((logs or {}).get("steps", 0), desc, "none" if self.mode == "summary" else self.mode,
                                  stream=self.stream)
@@ -125,6 +126,7 @@ class ProgressBar(Callback):
             logs = dict(logs or {})
             size = int(logs.pop("size", 0))
             self.samples += size
+            self.train_time = time.perf_counter() - self.start
             self.bar.update(1, size, logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -135,7 +137,7 @@ class ProgressBar(Callback):
             self.bar = None
         logs = dict(logs or {})
         elapsed = logs.pop("time", time.perf_counter() - self.start)
-        rate = self.samples / elapsed if elapsed > 0 else 0.0
+        rate = self.samples / self.train_time if self.train_time > 0 else 0.0  # training steps only
         self._print(f"epoch {epoch + 1}/{self.trainer.epochs}  {format_logs(logs)}  "
                     f"({format_seconds(elapsed)}, {rate:.0f} samples/s)")
 
