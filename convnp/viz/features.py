@@ -103,9 +103,10 @@ def plot_feature_maps(model, image, layers=None, max_maps: int = 16, ncols: int 
     r = 0
     for name, tiles, colormap in blocks:
         for k, tile in enumerate(tiles):
-            ax = fig.add_subplot(grid[r + k // cols, k % cols])
+            strip = tile.ndim == 2 and tile.shape[0] == 1  # a vector output: one strip across the row
+            ax = fig.add_subplot(grid[r, :] if strip else grid[r + k // cols, k % cols])
             show_tile(ax, tile, name if k == 0 else None, colormap or "gray", fontsize=7)
-            if tile.ndim == 2 and tile.shape[0] == 1:
+            if strip:
                 ax.set_aspect("auto")
         r += math.ceil(len(tiles) / cols)
     if title:

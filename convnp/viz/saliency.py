@@ -187,6 +187,7 @@ def plot_saliency(model, image, class_index=None, layer=None, class_names=None, 
         class_names: names for the class in the titles.
         method: "both", "saliency" or "grad_cam" ("both" falls back to saliency alone when the model has
             no conv layer in its chain).
+        title: text put before "class c" in the figure title.
         path: save a PNG there when given.
 
     Returns the matplotlib Figure.
@@ -216,7 +217,7 @@ def plot_saliency(model, image, class_index=None, layer=None, class_names=None, 
         else:
             show_tile(ax, tile, name, colormap or "gray", fontsize=9)
     shown = class_names[label] if class_names is not None and label is not None else label
-    fig.suptitle(title or f"class {shown}", fontsize=10)
+    fig.suptitle(f"{title}: class {shown}" if title else f"class {shown}", fontsize=10)
     return finish(fig, path)
 
 
