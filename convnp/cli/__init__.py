@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: modules that add subcommands (each defines register(subparsers))
-COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train"]
+COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train", "convnp.cli.viz"]
 
 
 def build_parser() -> argparse.ArgumentParser:
