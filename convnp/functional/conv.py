@@ -26,6 +26,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..backend import get_array_module, is_grad_enabled
+from ..cuda import ops as cuda_ops
 from .padding import PAD_MODES, normalize_pads, pad2d, pad2d_backward
 
 __all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resolve_padding",
@@ -123,6 +124,10 @@ def _im2col(xpad, g: _Geom, buf=None):
     ``buf`` (optional, 1-D, large enough) is reused as the output storage.
     """
     xp = get_array_module(xpad)
+    if xp is not np:  # GPU: convnp.cuda's im2col kernel when it can run (else the xp code below)
+        col = cuda_ops.im2col(xpad, g, buf)
+        if col is not None:
+            return col
     n, c = xpad.shape[:2]
     shape = (n, c, g.kh, g.kw, g.oh, g.ow)
     if buf is None:
@@ -141,6 +146,10 @@ def _im2col(xpad, g: _Geom, buf=None):
 def _col2im(col, padded_shape, g: _Geom, out=None):
     """Adjoint of :func:`_im2col`: (N, C*kh*kw, OH*OW) -> (N, C, Hp, Wp), overlaps summed (into ``out``)."""
     xp = get_array_module(col)
+    if xp is not np:  # GPU: convnp.cuda's gather kernel (no atomics) when it can run (else the xp code below)
+        img = cuda_ops.col2im(col, padded_shape, g, out)
+        if img is not None:
+            return img
     n, c = padded_shape[:2]
     col = col.reshape(n, c, g.kh, g.kw, g.oh, g.ow)
     if out is None:

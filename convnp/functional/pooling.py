@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
+from ..cuda import ops as cuda_ops
 
 __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_argmax",
            "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward",
@@ -144,6 +145,12 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
     _check_4d(x, "max_pool2d")
     out_hw, pads, k, s, _ = pool_output_shape(x.shape[2:], pool_size, strides, padding, "max_pool2d")
     xpad = _pad(x, pads, -np.inf)
+    if get_array_module(x) is not np:  # GPU: convnp.cuda's one-pass max+argmax kernel when it can run
+        found = cuda_ops.max_pool2d_forward(xpad, out_hw, k, s)
+        if found is not None:
+            cache = _KernelArgmaxCache((xpad, found[0], x.shape, out_hw, pads, k, s))
+            cache.argmax = found[1]  # (N, C, OH, OW) int32, read by max_pool2d_backward
+            return found[0], cache
     win = _windows(xpad, out_hw, k, s)  # (N, C, OH, kh, OW, kw) view
     if k == s:
         y = win.max(axis=(3, 5))  # fast path: non-overlapping windows
@@ -155,6 +162,11 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
                 if i or j:
                     xp.maximum(y, win[:, :, :, i, :, j], out=y)
     return y, (xpad, y, x.shape, out_hw, pads, k, s)
+
+
+class _KernelArgmaxCache(tuple):
+    """The max-pool cache tuple plus ``argmax`` from the GPU kernel (unpacks like the plain tuple)."""
+    argmax = None
 
 
 def max_pool2d_argmax(cache):
@@ -174,6 +186,10 @@ def max_pool2d_backward(dy, cache):
     """dx of :func:`max_pool2d_forward`: each dy goes to the first maximum of its window; overlapping
     windows (stride < pool) add their contributions. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
     xpad, y, x_shape, out_hw, pads, k, s = cache
+    if getattr(cache, "argmax", None) is not None:  # GPU: gather kernel over the forward's argmax
+        dx = cuda_ops.max_pool2d_backward(dy, cache.argmax, x_shape, pads, k, s)
+        if dx is not None:
+            return dx
     xp = get_array_module(dy)
     win = _windows(xpad, out_hw, k, s)
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)
