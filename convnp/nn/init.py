@@ -34,66 +34,93 @@ def compute_fans(shape) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
+def _fan(name, shape, mode="fan_in"):
+    """fan_in, fan_out or their mean ("fan_avg") of ``shape``; a ValueError when it is zero or mode is unknown."""
+    fan_in, fan_out = compute_fans(shape)
+    fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+    if mode not in fans:
+        raise ValueError(f"{name}: mode must be 'fan_in', 'fan_out' or 'fan_avg', got {mode!r}")
+    if fans[mode] == 0:
+        raise ValueError(f"{name}: {mode} of shape {tuple(shape)} is 0; cannot scale by it")
+    return fans[mode]
+
+
+def _check_gain(name, gain):
+    if not float(gain) > 0:
+        raise ValueError(f"{name}: gain must be > 0, got {gain!r}")
+
+
 def zeros(shape, rng=None, dtype=DEFAULT_DTYPE):
+    """All zeros (``rng`` is accepted and ignored, so every initializer has the same call)."""
     return np.zeros(shape, dtype=dtype)
 
 
 def ones(shape, rng=None, dtype=DEFAULT_DTYPE):
+    """All ones."""
     return np.ones(shape, dtype=dtype)
 
 
 def constant(shape, value=0.0, rng=None, dtype=DEFAULT_DTYPE):
+    """All ``value``."""
     return np.full(shape, value, dtype=dtype)
 
 
 def normal(shape, std=0.01, mean=0.0, rng=None, dtype=DEFAULT_DTYPE):
-    if std < 0:
+    """N(mean, std^2); ``normal(shape, 0.01)`` is the textbook's ``0.01 * np.random.randn(*shape)``."""
+    if not std >= 0:
         raise ValueError(f"normal: std must be >= 0, got {std}")
     return (mean + std * make_rng(rng).standard_normal(shape)).astype(dtype)
 
 
 def uniform(shape, low=-0.05, high=0.05, rng=None, dtype=DEFAULT_DTYPE):
-    if high < low:
+    """U(low, high)."""
+    if not high >= low:
         raise ValueError(f"uniform: high ({high}) must be >= low ({low})")
     return make_rng(rng).uniform(low, high, size=shape).astype(dtype)
 
 
 def glorot_normal(shape, rng=None, dtype=DEFAULT_DTYPE, gain=1.0):
+    """N(0, gain^2 * 2 / (fan_in + fan_out)) (PyTorch's ``xavier_normal_``)."""
+    _check_gain("glorot_normal", gain)
+    _fan("glorot_normal", shape, "fan_avg")
     fan_in, fan_out = compute_fans(shape)
     return normal(shape, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng=rng, dtype=dtype)
 
 
 def glorot_uniform(shape, rng=None, dtype=DEFAULT_DTYPE, gain=1.0):
+    """U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)) (Keras' default kernel initializer)."""
+    _check_gain("glorot_uniform", gain)
+    _fan("glorot_uniform", shape, "fan_avg")
     fan_in, fan_out = compute_fans(shape)
     a = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform(shape, -a, a, rng=rng, dtype=dtype)
 
 
-def he_normal(shape, rng=None, dtype=DEFAULT_DTYPE):
-    fan_in, _ = compute_fans(shape)
-    return normal(shape, math.sqrt(2.0 / fan_in), rng=rng, dtype=dtype)
+def he_normal(shape, rng=None, dtype=DEFAULT_DTYPE, mode="fan_in"):
+    """N(0, 2 / fan) with fan = fan_in (or ``mode="fan_out"``), PyTorch's ``kaiming_normal_`` (not truncated)."""
+    return normal(shape, math.sqrt(2.0 / _fan("he_normal", shape, mode)), rng=rng, dtype=dtype)
 
 
-def he_uniform(shape, rng=None, dtype=DEFAULT_DTYPE):
-    fan_in, _ = compute_fans(shape)
-    a = math.sqrt(6.0 / fan_in)
+def he_uniform(shape, rng=None, dtype=DEFAULT_DTYPE, mode="fan_in"):
+    """U(-a, a), a = sqrt(6 / fan), fan = fan_in (or ``mode="fan_out"``)."""
+    a = math.sqrt(6.0 / _fan("he_uniform", shape, mode))
     return uniform(shape, -a, a, rng=rng, dtype=dtype)
 
 
 def lecun_normal(shape, rng=None, dtype=DEFAULT_DTYPE):
-    fan_in, _ = compute_fans(shape)
-    return normal(shape, math.sqrt(1.0 / fan_in), rng=rng, dtype=dtype)
+    """N(0, 1 / fan_in) (for SELU networks; not truncated)."""
+    return normal(shape, math.sqrt(1.0 / _fan("lecun_normal", shape)), rng=rng, dtype=dtype)
 
 
 def lecun_uniform(shape, rng=None, dtype=DEFAULT_DTYPE):
-    fan_in, _ = compute_fans(shape)
-    a = math.sqrt(3.0 / fan_in)
+    """U(-a, a), a = sqrt(3 / fan_in)."""
+    a = math.sqrt(3.0 / _fan("lecun_uniform", shape))
     return uniform(shape, -a, a, rng=rng, dtype=dtype)
 
 
 def torch_default(shape, rng=None, dtype=DEFAULT_DTYPE):
-    fan_in, _ = compute_fans(shape)
-    a = 1.0 / math.sqrt(fan_in)
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): PyTorch's default for Conv and Linear weights (and biases)."""
+    a = 1.0 / math.sqrt(_fan("torch_default", shape))
     return uniform(shape, -a, a, rng=rng, dtype=dtype)
 
 
