@@ -1,4 +1,5 @@
-"""``convnp classify`` (top-k ImageNet classes of a photo) and ``convnp convert`` (weight file formats)."""
+"""``convnp classify`` (top-k ImageNet classes of a photo), ``convnp convert`` (weight file formats) and
+``convnp export`` (ONNX)."""
 from __future__ import annotations
 
 
@@ -16,6 +17,15 @@ def register(sub):
     c.add_argument("src", help=".pth/.pt (needs torch), .safetensors, .npz or Keras VGG16 .h5")
     c.add_argument("dst", help=".safetensors, .npz or .pth")
     c.set_defaults(func=run_convert)
+
+    e = sub.add_parser("export", help="export a zoo model (with optional weights) to ONNX")
+    e.add_argument("output", help="the .onnx file to write")
+    e.add_argument("--model", default="resnet18", help="zoo model name (default resnet18)")
+    e.add_argument("--weights", default=None, help="optional weights file to load first")
+    e.add_argument("--input-shape", default=None,
+                   help="C,H,W of one input (default 3,224,224; 1,32,32 for lenet5; 3,227,227 for alexnet_paper)")
+    e.add_argument("--num-classes", type=int, default=None, help="outputs, when not the model's default")
+    e.set_defaults(func=run_export)
 
 
 def classify(images, model_name="vgg16", weights=None, top=5, mode="auto"):
@@ -52,4 +62,30 @@ def run_convert(args) -> int:
 
     n = convert_weights(args.src, args.dst)
     print(f"wrote {n} arrays to {args.dst}")
+    return 0
+
+
+_DEFAULT_SHAPES = {"lenet5": (1, 32, 32), "lenet5_modern": (1, 28, 28), "alexnet_paper": (3, 227, 227),
+                   "resnet18_cifar": (3, 32, 32), "resnet20_cifar": (3, 32, 32)}
+
+
+def run_export(args) -> int:
+    from .. import models
+    from ..io.onnx_export import export_onnx
+
+    kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    model = models.get_model(args.model, **kwargs)
+    if args.weights:
+        model.load_weights(args.weights)
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3:
+            raise ValueError(f"--input-shape must be C,H,W (three integers), got {args.input_shape!r}")
+    else:
+        shape = _DEFAULT_SHAPES.get(args.model, (3, 224, 224))
+    export_onnx(model, args.output, shape)
+    print(f"wrote {args.output} ({args.model}, input (N, {', '.join(map(str, shape))}))")
     return 0
