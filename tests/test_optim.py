@@ -390,3 +390,24 @@ def test_trains_a_dense_layer_on_cupy_or_numpy(xp):
         opt.step()
     assert losses[-1] < 0.1 * losses[0]
     assert convnp.get_array_module(opt.state["weight"]["exp_avg"]) is xp
+
+
+@pytest.mark.parametrize("cls,kwargs", [(optim.Adam, dict(lr=0.1, amsgrad=True, clipnorm=2.0)),
+                                        (optim.RMSprop, dict(centered=True, momentum=0.5)),
+                                        (optim.SGD, dict(momentum=0.9, nesterov=True, global_clipnorm=1.0))])
+def test_whole_state_dict_through_one_npz_file(cls, kwargs):
+    params, opt = _run_convnp(cls, kwargs, np.float32, steps=3)
+    convnp.optim.lr_scheduler.StepLR(opt, 2)  # sets initial_lr, saved too
+    buf = io.BytesIO()
+    np.savez(buf, **opt.state_dict())  # strings, lists, bools and ints become arrays
+    buf.seek(0)
+    fresh = cls([Parameter(p.data.copy()) for p in params])
+    fresh.load_state_dict(dict(np.load(buf, allow_pickle=False)))
+    assert fresh.get_config() == opt.get_config()
+    assert fresh.initial_lr == opt.initial_lr and fresh.step_count == 3
+    for name in opt.state:
+        assert fresh.state[name].keys() == opt.state[name].keys()
+        if "step" in opt.state[name]:
+            assert type(fresh.state[name]["step"]) is int
+        for key, value in opt.state[name].items():
+            np.testing.assert_array_equal(fresh.state[name][key], value)
