@@ -233,3 +233,12 @@ def test_module_exports():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         correlate2d(np.ones((2, 2)), np.ones((2, 2)))
+
+
+def test_correlation_vs_convolution_example_runs(capsys):
+    import runpy
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[1] / "examples" / "correlation_vs_convolution.py"
+    module = runpy.run_path(str(example))
+    assert module["main"]() == 0
+    assert "All checks passed" in capsys.readouterr().out

@@ -587,3 +587,18 @@ def test_saliency_and_grad_cam_on_the_model_device(xp):
     np.testing.assert_allclose(convnp.to_numpy(heat), ref_heat, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(convnp.to_numpy(cam), ref_cam, rtol=1e-4, atol=1e-5)
     assert not math.isnan(float(convnp.to_numpy(cam).sum()))
+
+
+def test_visualize_mnist_example_writes_every_picture(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+    example = Path(__file__).resolve().parents[1] / "examples" / "visualize_mnist.py"
+    main = runpy.run_path(str(example))["main"]
+    assert main(["--out", str(tmp_path), "--train-size", "200", "--val-size", "100", "--epochs", "1"]) == 0
+    expected = {"filters_before_after.png", "conv1_feature_maps.png", "kernel_response.png", "learned_response.png",
+                "misclassified.png", "confusion_matrix.png", "curves.png", "saliency.png"}
+    assert set(os.listdir(tmp_path)) == expected
+    for name in expected:
+        with Image.open(tmp_path / name) as img:
+            assert np.asarray(img.convert("L"), dtype=np.float64).var() > 0
+    assert "validation accuracy" in capsys.readouterr().out
