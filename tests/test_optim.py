@@ -325,6 +325,23 @@ def test_type_errors():
         optim.clip_grad_value([np.zeros(2)], 1.0)
 
 
+def test_unknown_argument_names_the_accepted_ones():
+    with pytest.raises(TypeError, match=r"Adam: unexpected argument\(s\) 'momentum'; Adam takes lr, betas, eps, "
+                                        r"weight_decay, amsgrad, clipnorm, clipvalue, global_clipnorm"):
+        optim.get_optimizer("adam", [Parameter(np.zeros(2))], momentum=0.9)
+    with pytest.raises(TypeError, match=r"Nesterov: unexpected argument\(s\) 'nesterov', 'dampening'; Nesterov "
+                                        r"takes lr, momentum, weight_decay, clipnorm"):
+        optim.Nesterov([Parameter(np.zeros(2))], nesterov=False, dampening=0.1)
+
+
+def test_momentum_and_nesterov_rebuild_from_config_and_state():
+    for cls in (optim.Momentum, optim.Nesterov):
+        params, opt = _run_convnp(cls, dict(lr=0.05, momentum=0.8, clipvalue=0.5), np.float64, steps=2)
+        again = cls(params, **opt.get_config())
+        again.load_state_dict(opt.state_dict())
+        assert again.get_config() == opt.get_config() and again.nesterov == (cls is optim.Nesterov)
+
+
 def test_step_with_wrong_gradient_shape():
     p = Parameter(np.zeros(3))
     opt = optim.Adam({"w": p})

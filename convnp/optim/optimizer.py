@@ -84,6 +84,18 @@ def check_unit_interval(where: str, name: str, value) -> None:
         raise ValueError(f"{where}: {name} must be in [0, 1), got {value!r}")
 
 
+CLIP_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
+def reject_unknown_options(optimizer, options: dict) -> None:
+    """A TypeError naming the unexpected keyword arguments and the ones ``optimizer`` accepts."""
+    unknown = [k for k in options if k not in CLIP_OPTIONS]
+    if unknown:
+        where = type(optimizer).__name__
+        accepted = ", ".join(("lr",) + tuple(optimizer.hyperparameters) + CLIP_OPTIONS)
+        raise TypeError(f"{where}: unexpected argument(s) {', '.join(map(repr, unknown))}; {where} takes {accepted}")
+
+
 class Optimizer:
     """Base class: subclasses define ``_update(p, grad, state)`` and list their hyper-parameters.
 
@@ -100,8 +112,9 @@ class Optimizer:
     #: names of the subclass's hyper-parameters (attributes), saved in state_dict next to "lr"
     hyperparameters: tuple = ()
 
-    def __init__(self, params, lr: float, clipnorm=None, clipvalue=None, global_clipnorm=None):
+    def __init__(self, params, lr: float, clipnorm=None, clipvalue=None, global_clipnorm=None, **unknown):
         where = type(self).__name__
+        reject_unknown_options(self, unknown)
         self.named_params = named_parameter_list(params, where)
         check_non_negative(where, lr=lr)
         for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm)):

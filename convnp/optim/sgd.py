@@ -1,7 +1,7 @@
 """Stochastic gradient descent, with optional (Nesterov) momentum, dampening and L2 weight decay."""
 from __future__ import annotations
 
-from .optimizer import Optimizer, check_non_negative
+from .optimizer import Optimizer, check_non_negative, reject_unknown_options
 
 
 class SGD(Optimizer):
@@ -63,8 +63,11 @@ class Momentum(SGD):
     Example: ``optim.Momentum(model.parameters(), lr=0.01, momentum=0.9)``.
     """
 
+    hyperparameters = ("momentum", "dampening", "weight_decay")
+
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, dampening: float = 0.0,
                  weight_decay: float = 0.0, **clip):
+        reject_unknown_options(self, clip)
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, **clip)
 
 
@@ -74,5 +77,8 @@ class Nesterov(SGD):
     Example: ``optim.Nesterov(model.parameters(), lr=0.01, momentum=0.9)``.
     """
 
+    hyperparameters = ("momentum", "weight_decay")
+
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0, **clip):
+        reject_unknown_options(self, clip)
         super().__init__(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay, **clip)
