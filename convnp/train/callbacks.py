@@ -367,7 +367,10 @@ class LRScheduler(Callback):
 
     def on_train_begin(self, logs=None):
         if self.scheduler is None and self._keras_fn is None:
+            lr = self.trainer.optimizer.lr  # a scheduler's constructor may reset it to its base rate
             self.scheduler = self.schedule(self.trainer.optimizer)
+            if self._pending_state is not None:  # resuming: keep the restored optimizer's rate
+                self.trainer.optimizer.lr = lr
         if self._pending_state is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(self._pending_state)
             self._pending_state = None
