@@ -182,3 +182,17 @@ def test_keras_vgg16_h5(tmp_path):
     (tmp_path / "trunc.h5").write_bytes((tmp_path / "vgg16.h5").read_bytes()[:1000])
     with pytest.raises(ValueError, match="truncated or not an HDF5 file"):
         read_state_dict(tmp_path / "trunc.h5")
+
+
+def test_legacy_torchvision_densenet_key_names_load(tmp_path):
+    from convnp.models.densenet import densenet
+    src = densenet((1, 1), 4, 8, 2, num_classes=3, seed=0)
+    legacy = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2.") if "denselayer" in k else k: v
+              for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}  # pre-0.4.1 files
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    write_state_dict(legacy, tmp_path / "old.npz")
+    dst = densenet((1, 1), 4, 8, 2, num_classes=3, seed=1)
+    dst.load_weights(tmp_path / "old.npz")
+    for k, v in src.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(dst.state_dict()[k], v, err_msg=k)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections import OrderedDict
 
@@ -256,12 +257,15 @@ def load_weights(model, path, strict: bool = True):
 
     With ``strict=True`` any missing key, unexpected key or shape mismatch raises a ValueError that lists
     them (with counts); ``strict=False`` loads the matching keys and returns ``(missing, unexpected)``.
+    As in PyTorch, BatchNorm ``num_batches_tracked`` may be absent (old checkpoints); torchvision's old
+    DenseNet key names (``denselayer1.norm.1.weight``) are renamed to the current ones.
 
     Example: ``load_weights(models.resnet18(), "resnet18-f37072fd.pth")``.
     """
-    state = read_state_dict(path)
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
+    state = _rename_legacy_keys(read_state_dict(path), own)
+    # files saved before PyTorch 0.4.1 have no BatchNorm num_batches_tracked; PyTorch keeps its own then, and so do we
+    missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     mismatched = [f"{k} (model {tuple(own[k].shape)}, file {tuple(state[k].shape)})"
                   for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
@@ -277,6 +281,21 @@ def load_weights(model, path, strict: bool = True):
                          f"{len(state)}): " + "; ".join(problems))
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return missing, unexpected
+
+
+# torchvision's DenseNet files (densenet121-a639ec97.pth, ...) predate its current key names: they say
+# "denselayer1.norm.1.weight" where the model has "denselayer1.norm1.weight" (torchvision renames them too)
+_LEGACY_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+
+
+def _rename_legacy_keys(state, own):
+    out = OrderedDict()
+    for key, value in state.items():
+        m = _LEGACY_DENSENET.match(key)
+        if m and key not in own and m.group(1) + m.group(2) in own:
+            key = m.group(1) + m.group(2)
+        out[key] = value
+    return out
 
 
 def save_weights(model, path) -> None:
