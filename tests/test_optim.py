@@ -343,11 +343,13 @@ def test_momentum_and_nesterov_rebuild_from_config_and_state():
 
 
 def test_step_with_wrong_gradient_shape():
-    p = Parameter(np.zeros(3))
-    opt = optim.Adam({"w": p})
-    p.grad = np.zeros(4)
+    first, p = Parameter(np.zeros(2)), Parameter(np.zeros(3))
+    opt = optim.Adam({"v": first, "w": p})
+    first.grad, p.grad = np.ones(2), np.zeros(4)
     with pytest.raises(ValueError, match=r"Adam.step: gradient of 'w' has shape \(4,\), parameter has \(3,\)"):
         opt.step()
+    np.testing.assert_array_equal(first.data, np.zeros(2))  # nothing was updated
+    assert opt.state["v"] == {}
 
 
 def test_load_state_dict_errors():

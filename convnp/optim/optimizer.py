@@ -144,13 +144,14 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient (and ``requires_grad``) in place."""
         active = [(name, p) for name, p in self.named_params if p.grad is not None and p.requires_grad]
+        for name, p in active:  # check everything before changing anything
+            if tuple(p.grad.shape) != tuple(p.data.shape):
+                raise ValueError(f"{type(self).__name__}.step: gradient of {name!r} has shape "
+                                 f"{tuple(p.grad.shape)}, parameter has {tuple(p.data.shape)}")
         if self.global_clipnorm is not None:
             clip_grad_norm([p for _, p in active], self.global_clipnorm)
         for name, p in active:
             grad = p.grad
-            if tuple(grad.shape) != tuple(p.data.shape):
-                raise ValueError(f"{type(self).__name__}.step: gradient of {name!r} has shape {tuple(grad.shape)}, "
-                                 f"parameter has {tuple(p.data.shape)}")
             if self.clipnorm is not None:
                 clip_grad_norm(p, self.clipnorm)
             if self.clipvalue is not None:
@@ -169,7 +170,7 @@ class Optimizer:
         for name in self.hyperparameters:
             value = getattr(self, name)
             config[name] = list(value) if isinstance(value, tuple) else value
-        for name in ("clipnorm", "clipvalue", "global_clipnorm"):
+        for name in CLIP_OPTIONS:
             if getattr(self, name) is not None:
                 config[name] = getattr(self, name)
         return config
