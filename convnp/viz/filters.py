@@ -53,8 +53,8 @@ def filter_weights(source, layer=None, where: str = "plot_filters"):
 
 
 def _tiles(w, mode, scale, lo, hi, max_filters, max_channels):
-    """Scaled tiles: a list of rows, each a list of (tile, title) pairs."""
-    o, i = w.shape[:2]
+    """Scaled tiles: ``(flat, None)`` with (tile, title) pairs for a one-tile-per-filter grid, or
+    ``(None, rows)`` with a row of per-channel tiles for each filter."""
     w = w[:max_filters]
     if mode == "rgb":
         rgb = np.moveaxis(w, 1, -1)  # (O, kh, kw, 3)
@@ -94,6 +94,7 @@ def _draw_panel(fig, w, mode, scale, lo, hi, max_filters, max_channels, ncols, c
 
 
 def _layout(w, mode, max_filters, max_channels, ncols):
+    """(rows, cols) of one panel's grid."""
     o, i = w.shape[:2]
     n = min(o, max_filters)
     if mode in ("rgb", "mean") or i == 1:
@@ -122,7 +123,8 @@ def plot_filters(model_or_layer, layer=None, mode: str = "auto", scale: str = "s
         ncols: columns of the grid (default near-square).
         path: save a PNG there when given. dpi: pixels per inch.
 
-    Shape: weights (O, I, kh, kw). Returns the matplotlib Figure.
+    Shape: weights (O, I, kh, kw) (for Conv2DTranspose, whose weight is (in, out, kh, kw), a "filter"
+    is what one input channel paints). Returns the matplotlib Figure.
     Example: ``viz.plot_filters(model, before=initial_model, path="filters.png")``.
     """
     where = "plot_filters"

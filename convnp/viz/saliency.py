@@ -97,7 +97,7 @@ def saliency(model, x, class_index=None, channels="max", return_class: bool = Fa
 
 
 def _default_target(model, chain, where):
-    convs = [i for i, (_, m) in enumerate(chain) if conv_like(m) or any(conv_like(s) for s in m.modules())]
+    convs = [i for i, (_, m) in enumerate(chain) if any(conv_like(s) for s in m.modules())]  # m itself included
     if not convs:
         raise ValueError(f"{where}: {type(model).__name__} has no convolution layer in its chain of layers; "
                          "pass layer=")
