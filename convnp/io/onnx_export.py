@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import no_grad, to_numpy
+from ..backend import array_module_for, get_array_module, no_grad, to_numpy
 
 
 class _Graph:
@@ -92,7 +92,7 @@ def _emit(g, m, name, x, path):
         for child_name, child in m.named_children():
             new, new_sample = _emit(g, child, cur, sample, f"{path}.{child_name}")
             cur = g.node("Concat", [cur, new], path + ".concat", axis=1)
-            sample = np.concatenate([sample, new_sample], axis=1)
+            sample = get_array_module(sample).concatenate([sample, new_sample], axis=1)
         return cur, y
     if isinstance(m, nn.Residual):
         body = _emit(g, m.body, name, x, path + ".body")[0]
@@ -163,7 +163,7 @@ def export_onnx(model, path, input_shape=(3, 224, 224), opset: int = 17):
     was_training = model.training
     model.eval()
     dtype = next((p.dtype for p in model.parameters()), np.float32)
-    x = np.zeros((1,) + tuple(int(s) for s in input_shape), dtype=dtype)
+    x = array_module_for(model.device).zeros((1,) + tuple(int(s) for s in input_shape), dtype=dtype)  # CPU or GPU
     g = _Graph(helper, numpy_helper)
     try:
         with no_grad():
