@@ -38,6 +38,8 @@ def register(sub):
     p.add_argument("--out", default=os.path.join("runs", "latest"), help="output folder (default runs/latest)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint (e.g. OUT/last.npz)")
     p.add_argument("--subset", type=int, default=None, metavar="N", help="train on the first N images only")
+    p.add_argument("--test-subset", type=int, default=None, metavar="N",
+                   help="validate and test on the first N test images only (quick trials)")
     p.add_argument("--val-split", type=float, default=0.0,
                    help="hold out this fraction of the training set for validation (default: validate on "
                         "the test set each epoch)")
@@ -50,6 +52,7 @@ def register(sub):
     p.add_argument("--dataset", default=None, help="default: the data set the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--subset", type=int, default=None, metavar="N", help="the first N test images only")
     p.add_argument("--report", action="store_true", help="per-class precision/recall and confusion matrix")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_evaluate)
@@ -131,6 +134,10 @@ def run_train(args) -> int:
         if args.subset < 1:
             raise ValueError(f"--subset must be positive, got {args.subset}")
         x_train, t_train = x_train[:args.subset], t_train[:args.subset]
+    if args.test_subset is not None:
+        if args.test_subset < 1:
+            raise ValueError(f"--test-subset must be positive, got {args.test_subset}")
+        x_test, t_test = x_test[:args.test_subset], t_test[:args.test_subset]
     transform = default_augmentation(args.dataset) if augment else None
     if args.dataset.lower() == "cifar10":
         from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
@@ -201,6 +208,8 @@ def run_evaluate(args) -> int:
     model = ckpt.build_model(None if args.device == "cpu" else args.device)
     dataset = args.dataset or ckpt.state.get("dataset") or "mnist"
     _, (x_test, t_test) = load_dataset(dataset, args.data_dir)
+    if args.subset is not None:
+        x_test, t_test = x_test[:max(1, args.subset)], t_test[:max(1, args.subset)]
     if ckpt.state.get("normalize") == "cifar10":
         from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
         from ..data.transforms import Normalize
