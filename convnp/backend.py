@@ -17,8 +17,14 @@ import numpy as np
 
 try:  # CuPy is optional: the `gpu` extra
     import cupy as _cupy  # type: ignore
-except Exception:  # ImportError, or a CUDA runtime error at import time
+    _cupy_import_error = None
+except Exception as _e:  # ImportError, or a CUDA runtime error at import time
     _cupy = None
+    _cupy_import_error = f"{type(_e).__name__}: {_e}"
+
+#: how to get CuPy, for error messages
+GPU_INSTALL_HINT = ('pip install "convnp[gpu]" (CUDA 12: cupy-cuda12x) or pip install "convnp[gpu-cuda13]" '
+                    '(CUDA 13: cupy-cuda13x)')
 
 DEFAULT_DTYPE = np.float32
 
@@ -33,13 +39,45 @@ def cupy_available() -> bool:
         return False
 
 
-def _require_cupy():
+def require_cuda():
+    """The ``cupy`` module, or a RuntimeError that says what is missing: CuPy (and how to install it) or a GPU."""
     if _cupy is None:
-        raise RuntimeError("convnp: device 'cuda' needs CuPy; install it with `pip install convnp[gpu]` "
-                           "(cupy-cuda12x or cupy-cuda13x) on a machine with an NVIDIA GPU")
-    if not cupy_available():
-        raise RuntimeError("convnp: CuPy is installed but no CUDA GPU is visible")
+        why = "" if _cupy_import_error is None or "No module named 'cupy'" in _cupy_import_error else \
+            f" (importing it failed: {_cupy_import_error})"
+        raise RuntimeError(f"convnp: device 'cuda' needs CuPy, which is not available{why}; install it with "
+                           f"{GPU_INSTALL_HINT} on a machine with an NVIDIA GPU")
+    try:
+        count = _cupy.cuda.runtime.getDeviceCount()
+        problem = None if count > 0 else "the CUDA runtime reports 0 devices"
+    except Exception as e:
+        problem = f"{type(e).__name__}: {e}"
+    if problem is not None:
+        raise RuntimeError(f"convnp: CuPy is installed but no CUDA GPU is visible ({problem}); check nvidia-smi, "
+                           "the driver and CUDA_VISIBLE_DEVICES, or use device 'cpu'")
     return _cupy
+
+
+_require_cupy = require_cuda  # the older private name
+
+
+def check_same_device(where: str, x, data) -> None:
+    """Raise a ValueError naming ``where`` when ``x`` and ``data`` (a parameter array) are on different devices.
+
+    Example: ``check_same_device("Conv2D", x, self.weight.data)``.
+    """
+    x_dev, p_dev = device_of(x), device_of(data)
+    if x_dev != p_dev:
+        kind = "CuPy" if x_dev == "cuda" else "NumPy" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{where}: the input is a {kind} array on '{x_dev}' but the layer's parameters are on "
+                         f"'{p_dev}'; move the model with model.to('{x_dev}') or the input with "
+                         f"convnp.backend.to_device(x, '{p_dev}') (fit, evaluate and predict move batches to the "
+                         "model's device for you)")
+
+
+def synchronize() -> None:
+    """Wait for the current GPU to finish its queued work (for timing); does nothing without CuPy."""
+    if _cupy is not None and cupy_available():
+        _cupy.cuda.get_current_stream().synchronize()
 
 
 def get_array_module(*arrays):

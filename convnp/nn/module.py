@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import backend as _backend
 from ..backend import get_array_module, is_grad_enabled, normalize_device, to_device, to_numpy
 from .parameter import Parameter
 
@@ -100,6 +101,12 @@ class Module:
         if not self.built:
             self.build(getattr(x, "shape", None))
             self.built = True
+            if (self._parameters or self._buffers) and getattr(self, "_device_hint", "cpu") != "cpu":
+                self.to(self._device_hint)  # lazily built after model.to("cuda"): follow the model
+        if _backend._cupy is not None and self._parameters:  # NumPy input to a GPU layer or the reverse
+            for p in self._parameters.values():
+                _backend.check_same_device(type(self).__name__, x, p.data)
+                break
         y = self.forward(x, *args, **kwargs)
         if _summary_recorder is not None:
             _summary_recorder.append((self, y))
@@ -195,14 +202,17 @@ class Module:
         """Move parameters and buffers to 'cpu' (NumPy) or 'cuda' (CuPy), in place; returns self."""
         device = normalize_device(device)
         self._map_arrays(lambda a: to_device(a, device))
+        for m in self.modules():  # layers built later (lazy shapes) move there on their first call
+            object.__setattr__(m, "_device_hint", device)
         return self
 
     @property
     def device(self) -> str:
+        """'cpu' or 'cuda': where the parameters are (before they exist: where ``to()`` asked them to be)."""
         for _, a in list(self.named_parameters()) + list(self.named_buffers()):
             data = a.data if isinstance(a, Parameter) else a
             return "cpu" if get_array_module(data) is np else "cuda"
-        return "cpu"
+        return getattr(self, "_device_hint", "cpu")
 
     def astype(self, dtype) -> "Module":
         """Cast floating parameters and buffers to ``dtype`` (float64 for gradient checks); returns self."""
