@@ -73,12 +73,12 @@ def torch_model(model_name):
                               tnn.Linear(30 * 12 * 12, 100), tnn.ReLU(), tnn.Linear(100, 10))
     layers, cin = [], 1
     for i, cout in enumerate([16, 16, 32, 32, 64, 64]):
-        layers += [tnn.Conv2d(cin, cout, 3, padding=2 if i == 3 else 1), tnn.ReLU()]
+        layers += [tnn.Conv2d(cin, cout, 3, padding=1), tnn.ReLU()]
         if i % 2 == 1:
             layers.append(tnn.MaxPool2d(2))
         cin = cout
-    return tnn.Sequential(*layers, tnn.Flatten(), tnn.Linear(64 * 4 * 4, 50), tnn.ReLU(), tnn.Dropout(0.5),
-                          tnn.Linear(50, 10), tnn.Dropout(0.5))
+    return tnn.Sequential(*layers, tnn.Flatten(), tnn.Linear(64 * 3 * 3, 50), tnn.ReLU(), tnn.Dropout(0.5),
+                          tnn.Linear(50, 10))
 
 
 def torch_trainer(model_name, x, t, steps):
