@@ -89,3 +89,50 @@ def test_cli_export(tmp_path, capsys):
     np.testing.assert_allclose(_run(out, x), m.eval()(x), rtol=1e-4, atol=1e-4)
     assert main(["export", str(out), "--model", "lenet5", "--input-shape", "1,32"]) == 1
     assert "--input-shape must be C,H,W" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- import
+from convnp.gradcheck import check_module_gradients  # noqa: E402
+from convnp.io.onnx_import import ConstMatMul, load_onnx  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["resnet_basic", "densenet", "vgg16_bn", "lrn_groups", "lenet5"])
+def test_import_reproduces_forward_and_backward(tmp_path, name):
+    build, shape = {c[0]: (c[1], c[2]) for c in CASES}[name]
+    model = _randomize_bn(build()).eval()
+    export_onnx(model, tmp_path / "m.onnx", shape)
+    imported = load_onnx(tmp_path / "m.onnx")
+    assert imported.num_parameters() == model.num_parameters()
+    x = np.random.default_rng(1).standard_normal((2,) + shape).astype(np.float32)
+    y = model(x)
+    np.testing.assert_allclose(imported(x), y, rtol=1e-5, atol=1e-6)
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(imported.backward(g), model.backward(g), rtol=1e-4, atol=1e-5)
+
+
+def test_imported_graph_gradients_float64(tmp_path):
+    model = _randomize_bn(densenet((1, 1), 2, 4, 2, num_classes=3, seed=0)).eval()
+    export_onnx(model, tmp_path / "d.onnx", (3, 8, 8))
+    imported = load_onnx(tmp_path / "d.onnx").astype(np.float64)
+    for m in imported.modules():  # BN shifts away from 0 keep ReLU inputs off the kink
+        if type(m).__name__ == "BatchNorm2D":
+            m.bias.data = np.where(m.bias.data >= 0, m.bias.data + 0.5, m.bias.data - 0.5)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8))
+    check_module_gradients(imported, x, tol=1e-4)
+
+
+def test_const_matmul_and_import_errors(tmp_path):
+    m = ConstMatMul(np.arange(6.0).reshape(2, 3), "left")
+    check_module_gradients(m.astype(np.float64), np.random.default_rng(0).standard_normal((2, 3, 4)))
+    with pytest.raises(ValueError, match="ConstMatMul: side must be 'left' or 'right'"):
+        ConstMatMul(np.eye(2), "middle")
+    export_onnx(models.resnet20_cifar(seed=0), tmp_path / "r20.onnx", (3, 32, 32))
+    with pytest.raises(NotImplementedError, match="ONNX import: operator Slice .* is not supported"):
+        load_onnx(tmp_path / "r20.onnx")
+    (tmp_path / "bad.onnx").write_bytes((tmp_path / "r20.onnx").read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated or not an ONNX file"):
+        load_onnx(tmp_path / "bad.onnx")
+    same = nn.Sequential([nn.MaxPool2D(2, padding="same"), nn.Flatten()])
+    export_onnx(same, tmp_path / "same.onnx", (1, 5, 5))
+    with pytest.raises(NotImplementedError, match=r"MaxPool .* has asymmetric pads \[0, 0, 1, 1\]"):
+        load_onnx(tmp_path / "same.onnx")

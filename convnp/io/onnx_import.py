@@ -1,0 +1,216 @@
+"""Import an ONNX graph of the operator set that :mod:`convnp.io.onnx_export` writes, as a trainable
+convnp Module (``pip install onnx``).
+
+Each ONNX node becomes a convnp layer holding the node's weights; :class:`OnnxGraph` runs them in the
+file's (topological) order and backpropagates in reverse, adding the gradients of tensors that feed
+several nodes. Supported: Conv, Gemm, MatMul with a constant operand, Flatten, Relu/Tanh/Sigmoid/Softmax/
+LogSoftmax/LeakyRelu/Elu, MaxPool/AveragePool (symmetric pads), GlobalAveragePool/GlobalMaxPool,
+BatchNormalization, LRN, Add, Concat, Identity/Dropout.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..nn.module import Module
+from ..nn.parameter import Parameter
+
+
+class ConstMatMul(Module):
+    """y = x @ B (``side="right"``) or y = A @ x (``side="left"``) with a fixed matrix (e.g. adaptive pooling).
+
+    Shape: (..., H, W) @ (W, K) -> (..., H, K); (M, H) @ (..., H, W) -> (..., M, W).
+    Example: ``ConstMatMul(np.full((4, 2), 0.5), "right")``.
+    """
+
+    def __init__(self, matrix, side: str = "right"):
+        super().__init__()
+        if side not in ("left", "right"):
+            raise ValueError(f"ConstMatMul: side must be 'left' or 'right', got {side!r}")
+        self.side = side
+        self.register_buffer("matrix", np.asarray(matrix, np.float32))
+
+    def get_config(self):
+        return {"matrix": np.asarray(self.matrix).tolist(), "side": self.side}
+
+    def forward(self, x):
+        m = self.matrix.astype(x.dtype, copy=False)
+        return x @ m if self.side == "right" else m @ x
+
+    def backward(self, dy):
+        m = self.matrix.astype(dy.dtype, copy=False)
+        return dy @ m.T if self.side == "right" else m.T @ dy
+
+
+class OnnxGraph(Module):
+    """A DAG of convnp layers imported from ONNX; built by :func:`load_onnx`.
+
+    ``steps`` is a list of ``(kind, child_name, inputs, output)`` with kind "layer", "add" or "concat".
+
+    Shape: as the ONNX graph's single input and output.
+    Example: ``model = load_onnx("resnet18.onnx"); y = model(x)``.
+    """
+
+    def __init__(self, steps=(), input_name: str = "input", output_name: str = "output"):
+        super().__init__()
+        self.steps = [tuple(s) for s in steps]
+        self.input_name, self.output_name = input_name, output_name
+
+    def forward(self, x):
+        values = {self.input_name: x}
+        sizes = {}
+        for kind, child, ins, out in self.steps:
+            if kind == "add":
+                values[out] = values[ins[0]] + values[ins[1]]
+            elif kind == "concat":
+                parts = [values[i] for i in ins]
+                sizes[out] = [p.shape[1] for p in parts]
+                values[out] = get_array_module(parts[0]).concatenate(parts, axis=1)
+            else:
+                values[out] = self._modules[child](values[ins[0]])
+        self._save_cache(sizes)
+        return values[self.output_name]
+
+    def backward(self, dy):
+        sizes = self._get_cache()
+        grads = {self.output_name: dy}
+
+        def add(name, g):
+            grads[name] = g if name not in grads else grads[name] + g
+
+        for kind, child, ins, out in reversed(self.steps):
+            if out not in grads:
+                continue  # an output nothing downstream used
+            g = grads.pop(out)
+            if kind == "add":
+                add(ins[0], g)
+                add(ins[1], g)
+            elif kind == "concat":
+                start = 0
+                for name, size in zip(ins, sizes[out]):
+                    add(name, g[:, start:start + size])
+                    start += size
+            else:
+                add(ins[0], self._modules[child].backward(g))
+        return grads.get(self.input_name)
+
+
+def _attrs(node, helper):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _layer(node, attrs, consts, nn):
+    """A convnp layer for one ONNX node (consts: initializer name -> array)."""
+    op = node.op_type
+    w = consts.get(node.input[1]) if len(node.input) > 1 else None
+    if op == "Conv":
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise NotImplementedError(f"ONNX import: Conv {node.name!r} uses auto_pad")
+        b = consts.get(node.input[2]) if len(node.input) > 2 else None
+        layer = nn.Conv2D(w.shape[0], tuple(w.shape[2:]), strides=tuple(attrs.get("strides", [1, 1])),
+                          padding=((pads[0], pads[2]), (pads[1], pads[3])),
+                          dilation_rate=tuple(attrs.get("dilations", [1, 1])), groups=int(attrs.get("group", 1)),
+                          use_bias=b is not None, in_channels=w.shape[1] * int(attrs.get("group", 1)))
+        layer.weight.data = w.astype(np.float32)
+        if b is not None:
+            layer.bias.data = b.astype(np.float32)
+        return layer
+    if op == "Gemm":
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            raise NotImplementedError(f"ONNX import: Gemm {node.name!r} with transA/alpha/beta is not supported")
+        w = w if attrs.get("transB", 0) else w.T  # Dense keeps (units, in)
+        b = consts.get(node.input[2]) if len(node.input) > 2 else None
+        layer = nn.Dense(w.shape[0], use_bias=b is not None, in_features=w.shape[1])
+        layer.weight.data = np.ascontiguousarray(w, np.float32)
+        if b is not None:
+            layer.bias.data = b.astype(np.float32)
+        return layer
+    if op == "MatMul":
+        if node.input[1] in consts:
+            return ConstMatMul(consts[node.input[1]], "right")
+        if node.input[0] in consts:
+            return ConstMatMul(consts[node.input[0]], "left")
+        raise NotImplementedError(f"ONNX import: MatMul {node.name!r} of two computed tensors")
+    if op == "Flatten":
+        if attrs.get("axis", 1) != 1:
+            raise NotImplementedError(f"ONNX import: Flatten {node.name!r} with axis {attrs['axis']}")
+        return nn.Flatten()
+    acts = {"Relu": lambda: nn.ReLU(), "Tanh": lambda: nn.Tanh(), "Sigmoid": lambda: nn.Sigmoid(),
+            "Softmax": lambda: nn.Softmax(axis=attrs.get("axis", -1)),
+            "LogSoftmax": lambda: nn.LogSoftmax(axis=attrs.get("axis", -1)),
+            "LeakyRelu": lambda: nn.LeakyReLU(attrs.get("alpha", 0.01)), "Elu": lambda: nn.ELU(attrs.get("alpha", 1.0))}
+    if op in acts:
+        return acts[op]()
+    if op in ("MaxPool", "AveragePool"):
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        if pads[0] != pads[2] or pads[1] != pads[3]:
+            raise NotImplementedError(f"ONNX import: {op} {node.name!r} has asymmetric pads {pads}")
+        if op == "AveragePool" and any(pads) and not attrs.get("count_include_pad", 0):
+            raise NotImplementedError(f"ONNX import: AveragePool {node.name!r} excludes padding from the average")
+        if attrs.get("ceil_mode", 0):
+            raise NotImplementedError(f"ONNX import: {op} {node.name!r} uses ceil_mode")
+        cls = nn.MaxPool2D if op == "MaxPool" else nn.AvgPool2D
+        return cls(tuple(attrs["kernel_shape"]), strides=tuple(attrs.get("strides", [1, 1])),
+                   padding=(pads[0], pads[1]))
+    if op == "GlobalAveragePool":
+        return nn.GlobalAvgPool2D(keepdims=True)
+    if op == "GlobalMaxPool":
+        return nn.GlobalMaxPool2D(keepdims=True)
+    if op == "BatchNormalization":
+        scale, bias, mean, var = (consts[n] for n in node.input[1:5])
+        layer = nn.BatchNorm2D(len(scale), eps=float(attrs.get("epsilon", 1e-5)))
+        layer.weight.data, layer.bias.data = scale.astype(np.float32), bias.astype(np.float32)
+        object.__setattr__(layer, "running_mean", mean.astype(np.float32))
+        object.__setattr__(layer, "running_var", var.astype(np.float32))
+        return layer
+    if op == "LRN":
+        return nn.LocalResponseNorm(int(attrs["size"]), float(attrs.get("alpha", 1e-4)),
+                                    float(attrs.get("beta", 0.75)), float(attrs.get("bias", 1.0)))
+    if op in ("Identity", "Dropout"):
+        return nn.Identity()
+    raise NotImplementedError(f"ONNX import: operator {op} (node {node.name!r}) is not supported")
+
+
+def load_onnx(path) -> OnnxGraph:
+    """Read an ONNX file (one input, one output) into an :class:`OnnxGraph` in eval mode.
+
+    Example: ``model = load_onnx("resnet18.onnx"); model(x)`` equals the exported model's output.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise ImportError("ONNX import needs the onnx package (pip install onnx, or convnp[exchange])") from None
+    from .. import nn
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: truncated or not an ONNX file ({type(e).__name__}: {e})") from None
+    g = proto.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    inputs = [i.name for i in g.input if i.name not in consts]
+    if len(inputs) != 1 or len(g.output) != 1:
+        raise NotImplementedError(f"ONNX import: graphs with one input and one output only (got {len(inputs)} "
+                                  f"inputs, {len(g.output)} outputs)")
+    model = OnnxGraph([], inputs[0], g.output[0].name)
+    for i, node in enumerate(g.node):
+        attrs = _attrs(node, helper)
+        if node.op_type == "Constant":
+            consts[node.output[0]] = numpy_helper.to_array(attrs["value"]) if "value" in attrs else None
+            continue
+        if node.op_type in ("Add", "Sum") and not any(n in consts for n in node.input):
+            model.steps.append(("add", None, tuple(node.input), node.output[0]))
+            continue
+        if node.op_type == "Concat":
+            if attrs.get("axis") != 1:
+                raise NotImplementedError(f"ONNX import: Concat {node.name!r} along axis {attrs.get('axis')}")
+            model.steps.append(("concat", None, tuple(node.input), node.output[0]))
+            continue
+        layer = _layer(node, attrs, consts, nn)
+        name = f"n{i}_{node.op_type.lower()}"
+        model.add_module(name, layer)
+        data_input = next(n for n in node.input if n not in consts)
+        model.steps.append(("layer", name, (data_input,), node.output[0]))
+    return model.eval()
