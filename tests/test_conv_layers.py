@@ -337,3 +337,34 @@ def test_json_config_roundtrip_of_a_conv_stack():
     np.testing.assert_array_equal(twin(x), y)
     assert [type(m).__name__ for m in twin] == ["ZeroPadding2D", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose",
                                                 "Padding2D"]
+
+
+# ----------------------------------------------------------------------------- backends (CuPy when a GPU is present)
+def _device(xp):
+    return "cpu" if xp is np else "cuda"
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Conv2D(5, 3, strides=2, padding="same", activation="relu", seed=0),
+                                  lambda: nn.Conv2D(4, (3, 2), padding=1, dilation_rate=2, groups=2, seed=1),
+                                  lambda: nn.DepthwiseConv2D(3, depth_multiplier=2, padding="same", seed=2),
+                                  lambda: nn.Conv2DTranspose(3, 3, strides=2, padding=1, output_padding=1, seed=3),
+                                  lambda: nn.ZeroPadding2D((1, 2))])
+def test_layers_agree_on_every_backend(xp, make):
+    """On a GPU machine: the layer on CuPy (custom kernels included) gives NumPy's output and gradients."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 9, 8)).astype(np.float32)
+    layer = make()
+    y_ref = layer(x)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dx_ref = layer.backward(dy)
+    grads_ref = [np.array(p.grad) for p in layer.parameters()]
+    layer.zero_grad()
+    layer.to(_device(xp))
+    y = layer(xp.asarray(x))
+    dx = layer.backward(xp.asarray(dy))
+    assert isinstance(y, xp.ndarray) and isinstance(dx, xp.ndarray)
+    np.testing.assert_allclose(convnp.to_numpy(y), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(convnp.to_numpy(dx), dx_ref, rtol=1e-4, atol=1e-4)
+    for p, g in zip(layer.parameters(), grads_ref):
+        np.testing.assert_allclose(convnp.to_numpy(p.grad), g, rtol=1e-4, atol=1e-4)
+    layer.to("cpu")

@@ -149,3 +149,32 @@ def test_corrupt_mnist_file_is_rejected(tmp_path):
         verify_checksum(p, "0" * 64)
     with pytest.raises(ValueError, match="cannot read idx file"):
         read_idx(p)
+
+
+def test_dense_activations_and_sequential_agree_on_every_backend(xp):
+    """On a GPU machine: a Sequential of Dense and activation layers on CuPy gives NumPy's numbers."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((4, 2, 3, 2)).astype(np.float32)
+    model = nn.Sequential([nn.Flatten(), nn.Dense(7, activation="relu", seed=0), nn.Dense(6, activation="tanh", seed=1),
+                           nn.LeakyReLU(0.1), nn.Dense(5, activation="elu", seed=2), nn.Sigmoid(), nn.Dense(3, seed=3),
+                           nn.LogSoftmax()])
+    y_ref = model(x)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dx_ref = model.backward(dy)
+    grads_ref = [np.array(p.grad) for p in model.parameters()]
+    model.zero_grad()
+    model.to("cpu" if xp is np else "cuda")
+    y = model(xp.asarray(x))
+    dx = model.backward(xp.asarray(dy))
+    assert isinstance(y, xp.ndarray)
+    np.testing.assert_allclose(convnp.to_numpy(y), y_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(convnp.to_numpy(dx), dx_ref, rtol=1e-4, atol=1e-6)
+    for p, g in zip(model.parameters(), grads_ref):
+        np.testing.assert_allclose(convnp.to_numpy(p.grad), g, rtol=1e-4, atol=1e-6)
+    for name, (fwd, bwd) in A.ACTIVATIONS.items():
+        z = x.reshape(4, -1)
+        ref_y = fwd(z)
+        got_y = fwd(xp.asarray(z))
+        np.testing.assert_allclose(convnp.to_numpy(got_y), ref_y, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(convnp.to_numpy(bwd(xp.asarray(z), xp.asarray(z), got_y)), bwd(z, z, ref_y),
+                                   rtol=1e-5, atol=1e-6, err_msg=name)

@@ -262,3 +262,17 @@ def test_errors_name_the_layer():
         P.max_pool2d_forward(np.zeros(3), 2)
     with pytest.raises(ValueError, match=r"avg_pool2d: pool 3x3 is larger than the padded input 2x2"):
         P.avg_pool2d_forward(np.zeros((1, 1, 2, 2)), 3)
+
+
+@pytest.mark.parametrize("pool,strides,padding", [(3, 2, 1), (3, 2, "same"), (2, 1, 0), ((2, 3), (2, 1), "same")])
+def test_max_pool_padding_and_overlap_agree_on_every_backend(xp, pool, strides, padding):
+    """On a GPU machine this runs the max-pool kernels (argmax in the forward, a gather in the backward)."""
+    rng = np.random.default_rng(13)
+    x = np.round(rng.standard_normal((2, 3, 9, 8)) * 2).astype(np.float32)  # ties: the first maximum wins
+    y_ref, cache_ref = P.max_pool2d_forward(x, pool, strides, padding)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    y, cache = P.max_pool2d_forward(xp.asarray(x), pool, strides, padding)
+    np.testing.assert_array_equal(to_numpy(y), y_ref)
+    np.testing.assert_array_equal(to_numpy(P.max_pool2d_argmax(cache)), P.max_pool2d_argmax(cache_ref))
+    np.testing.assert_allclose(to_numpy(P.max_pool2d_backward(xp.asarray(dy), cache)),
+                               P.max_pool2d_backward(dy, cache_ref), rtol=1e-6, atol=1e-6)
