@@ -44,7 +44,7 @@ def require_cuda():
     if _cupy is None:
         why = "" if _cupy_import_error is None or "No module named 'cupy'" in _cupy_import_error else \
             f" (importing it failed: {_cupy_import_error})"
-        raise RuntimeError(f"convnp: device 'cuda' needs CuPy, which is not available{why}; install it with "
+        raise RuntimeError(f"device 'cuda' needs CuPy, which is not available{why}; install it with "
                            f"{GPU_INSTALL_HINT} on a machine with an NVIDIA GPU")
     try:
         count = _cupy.cuda.runtime.getDeviceCount()
@@ -52,7 +52,7 @@ def require_cuda():
     except Exception as e:
         problem = f"{type(e).__name__}: {e}"
     if problem is not None:
-        raise RuntimeError(f"convnp: CuPy is installed but no CUDA GPU is visible ({problem}); check nvidia-smi, "
+        raise RuntimeError(f"CuPy is installed but no CUDA GPU is visible ({problem}); check nvidia-smi, "
                            "the driver and CUDA_VISIBLE_DEVICES, or use device 'cpu'")
     return _cupy
 

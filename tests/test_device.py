@@ -248,3 +248,16 @@ def test_real_gpu_kernels_equal_the_plain_cupy_path():
 def test_convnp_exports_the_device_helpers():
     assert convnp.backend.require_cuda is backend.require_cuda
     assert callable(backend.check_same_device) and callable(backend.synchronize)
+
+
+@pytest.mark.skipif(backend.cupy_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_benchmark_exits_with_a_clear_message_without_cuda():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--quick"], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2
+    assert "benchmarks.gpu needs a CUDA GPU with CuPy and a CUDA build of PyTorch" in res.stderr
+    assert "device 'cuda' needs CuPy" in res.stderr or "torch.cuda.is_available() is False" in res.stderr
