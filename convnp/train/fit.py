@@ -284,8 +284,8 @@ class Trainer:
         if world.size > 1:
             totals = np.asarray(to_numpy(world.allreduce_sum(totals)), np.float64)
         count = max(totals[1], 1)
-        logs = {"loss": totals[0] / count}
-        logs.update({name: totals[2 + i] / count for i, (name, _) in enumerate(self.metrics)})
+        logs = {"loss": float(totals[0] / count)}
+        logs.update({name: float(totals[2 + i] / count) for i, (name, _) in enumerate(self.metrics)})
         return logs
 
     # ------------------------------------------------------------------ evaluate / predict
@@ -314,8 +314,8 @@ class Trainer:
             self.model.train(was_training)
         if world.size > 1:
             totals = np.asarray(to_numpy(world.allreduce_sum(totals)), np.float64)
-        out = {"loss": totals[0] / totals[1]}
-        out.update({name: totals[2 + i] / totals[1] for i, (name, _) in enumerate(self.metrics)})
+        out = {"loss": float(totals[0] / totals[1])}
+        out.update({name: float(totals[2 + i] / totals[1]) for i, (name, _) in enumerate(self.metrics)})
         return out
 
 
