@@ -92,6 +92,16 @@ def test_predict_images_and_folders(trained, tmp_path, capsys):
     assert 0.0 <= p <= 1.0
 
 
+@pytest.mark.parametrize("model, recipe", [("deep_convnet", "schedule none, augment off"),
+                                           ("mnist_best", "schedule onecycle, augment on")])
+def test_other_recipes_run_a_short_step(model, recipe, tmp_path, capsys):
+    code, out, _ = run(capsys, "train", "--model", model, "--epochs", "1", "--subset", "64", "--batch-size", "32",
+                       "--test-subset", "32", "--out", str(tmp_path), "--progress", "summary")
+    assert code == 0 and recipe in out and "test accuracy" in out
+    import convnp
+    assert convnp.load(tmp_path / "last.npz").predict(np.zeros((1, 1, 28, 28), np.float32)).shape == (1, 10)
+
+
 def test_summary_and_list(capsys):
     code, out, _ = run(capsys, "summary", "simple_convnet")
     assert code == 0 and "conv1 (Conv2D)" in out and "433,890" in out
