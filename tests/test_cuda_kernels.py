@@ -27,6 +27,25 @@ def test_every_kernel_compiles_with_nvcc_for_sm90():
     assert len(objects) == 2  # float and double modules
 
 
+@pytest.mark.skipif(emulate.find_nvrtc() is None, reason="libnvrtc not found (pip install nvidia-cuda-nvrtc, or set "
+                                                            "CONVNP_NVRTC to libnvrtc.so's path)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_compiles_with_nvrtc_as_cupy_does(dtype, tmp_path):
+    import subprocess
+    ptx = emulate.nvrtc_compile(dtype, "compute_90")
+    for name in kernels.KERNELS:
+        assert f".entry {name}(" in ptx  # extern "C": unmangled names, as RawModule.get_function looks them up
+    ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        return
+    (tmp_path / "k.ptx").write_text(ptx)
+    res = subprocess.run([ptxas, "-arch=sm_90", str(tmp_path / "k.ptx"), "-o", str(tmp_path / "k.cubin")],
+                         capture_output=True, text=True)
+    if "Unsupported .version" in res.stderr:
+        pytest.skip(f"this ptxas is older than the NVRTC that made the PTX: {res.stderr.strip()}")
+    assert res.returncode == 0, res.stderr
+
+
 def test_sources_stay_within_what_nvrtc_compiles_without_headers():
     for dtype in (np.float32, np.float64):
         src = kernels.module_source(dtype)

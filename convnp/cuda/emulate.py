@@ -10,7 +10,9 @@ pair of a small grid through ctypes. It is a drop-in ``launcher=`` for every op 
     from convnp.cuda import emulate, ops
     col = ops.im2col(xpad, geom, launcher=emulate.launch)   # the kernel's index arithmetic, on the CPU
 
-:func:`nvcc_compile` builds the kernel modules with nvcc for a real GPU architecture (syntax, types).
+:func:`nvcc_compile` builds the kernel modules with nvcc for a real GPU architecture (syntax, types);
+:func:`nvrtc_compile` compiles them with NVRTC, the runtime compiler CuPy uses, to PTX (libnvrtc from the
+``nvidia-cuda-nvrtc`` wheel, ``$CONVNP_NVRTC`` or the CUDA toolkit).
 """
 from __future__ import annotations
 
@@ -23,9 +25,9 @@ import tempfile
 
 import numpy as np
 
-from .kernels import DTYPES, KERNELS, module_source
+from .kernels import DTYPES, KERNELS, NVRTC_OPTIONS, module_source
 
-__all__ = ["cpu_compiler", "launch", "nvcc_compile", "GRID", "BLOCK"]
+__all__ = ["cpu_compiler", "launch", "nvcc_compile", "find_nvrtc", "nvrtc_compile", "GRID", "BLOCK"]
 
 #: the emulated launch configuration (small and odd, so the grid-stride loop wraps several times)
 GRID, BLOCK = 3, 5
@@ -137,3 +139,63 @@ def nvcc_compile(arch: str = "sm_90", nvcc: str | None = None) -> list:
             raise RuntimeError(f"nvcc failed on the {DTYPES[dtype]} kernels:\n{result.stdout}{result.stderr}")
         out.append(obj)
     return out
+
+
+def find_nvrtc():
+    """Path of libnvrtc: ``$CONVNP_NVRTC``, an ``nvidia-cuda-nvrtc`` wheel on sys.path, the system, or None."""
+    import ctypes.util
+    import glob
+    import sys
+    if os.environ.get("CONVNP_NVRTC"):
+        return os.environ["CONVNP_NVRTC"]
+    for root in sys.path + [os.environ.get("CUDA_HOME", "/usr/local/cuda")]:
+        for pattern in ("nvidia/cu*/lib/libnvrtc.so*", "nvidia/cuda_nvrtc/lib/libnvrtc.so*", "lib64/libnvrtc.so*"):
+            hits = sorted(p for p in glob.glob(os.path.join(root or ".", pattern)) if "builtins" not in p)
+            if hits:
+                return hits[0]
+    return ctypes.util.find_library("nvrtc")
+
+
+def nvrtc_compile(dtype, arch: str = "compute_90", library: str | None = None) -> str:
+    """Compile the kernel module for ``dtype`` with NVRTC (as CuPy does) and return the PTX text.
+
+    Raises RuntimeError with NVRTC's log when the source does not compile, or when no libnvrtc is found.
+    """
+    path = library or find_nvrtc()
+    if path is None:
+        raise RuntimeError("convnp.cuda.emulate.nvrtc_compile: libnvrtc not found (pip install nvidia-cuda-nvrtc, "
+                           "or set CONVNP_NVRTC to the library's path)")
+    import glob
+    for builtins in glob.glob(os.path.join(os.path.dirname(path), "libnvrtc-builtins.so*")):  # found by soname
+        ctypes.CDLL(builtins, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path)
+    size_t_p = ctypes.POINTER(ctypes.c_size_t)
+    lib.nvrtcCreateProgram.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_char_p,
+                                       ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    lib.nvrtcCompileProgram.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+    lib.nvrtcGetProgramLogSize.argtypes = [ctypes.c_void_p, size_t_p]
+    lib.nvrtcGetProgramLog.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.nvrtcGetPTXSize.argtypes = [ctypes.c_void_p, size_t_p]
+    lib.nvrtcGetPTX.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.nvrtcDestroyProgram.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+    prog = ctypes.c_void_p()
+    rc = lib.nvrtcCreateProgram(ctypes.byref(prog), module_source(dtype).encode(), b"convnp_kernels.cu", 0, None,
+                                None)
+    if rc != 0:
+        raise RuntimeError(f"nvrtcCreateProgram failed with code {rc}")
+    try:
+        options = [f"--gpu-architecture={arch}".encode()] + [o.encode() for o in NVRTC_OPTIONS]
+        rc = lib.nvrtcCompileProgram(prog, len(options), (ctypes.c_char_p * len(options))(*options))
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(prog, log)
+        if rc != 0:
+            raise RuntimeError(f"NVRTC failed on the {DTYPES[np.dtype(dtype)]} kernels (code {rc}):\n"
+                               f"{log.value.decode(errors='replace')}")
+        lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+        ptx = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetPTX(prog, ptx)
+        return ptx.value.decode()
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(prog))

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from .. import backend
-from .kernels import DTYPES, KERNELS, module_source
+from .kernels import DTYPES, KERNELS, NVRTC_OPTIONS, module_source
 
 __all__ = ["kernels_enabled", "set_kernels_enabled", "kernels_disabled", "im2col", "col2im",
            "max_pool2d_forward", "max_pool2d_backward", "bias_activation", "relu_backward", "adam_update",
@@ -65,7 +65,7 @@ def _module(dtype):
     cp = backend._cupy
     key = (np.dtype(dtype), cp.cuda.Device().id)
     if key not in _modules:
-        _modules[key] = cp.RawModule(code=module_source(dtype), options=("--std=c++11",))
+        _modules[key] = cp.RawModule(code=module_source(dtype), options=NVRTC_OPTIONS)
     return _modules[key]
 
 
