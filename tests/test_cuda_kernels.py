@@ -395,3 +395,79 @@ def test_numpy_path_never_calls_the_kernels(monkeypatch, rng):
     yp, pc = P.max_pool2d_forward(x, 2)
     assert type(pc) is tuple
     P.max_pool2d_backward(np.ones_like(yp), pc)
+
+
+# ----------------------------------------------------------------------------- the CuPy launch path, on a fake CuPy
+class _FakeDeviceArray(np.ndarray):
+    pass
+
+
+class _FakeRawModule:
+    """Records what ops.launch_cupy hands to CuPy and runs it with the CPU emulator."""
+    created = []
+
+    def __init__(self, code, options=()):
+        self.dtype = np.float32 if "typedef float T;" in code else np.float64
+        self.options = options
+        _FakeRawModule.created.append(self)
+        self.calls = []
+
+    def get_function(self, name):
+        def kernel(grid, block, args):
+            self.calls.append((name, grid, block, args))
+            total = args[[p for p, _ in kernels.KERNELS[name].params].index("total")]
+            emulate.launch(name, self.dtype, total, args)
+        return kernel
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    import types
+
+    class FakeCupy(types.ModuleType):
+        ndarray = _FakeDeviceArray
+        RawModule = _FakeRawModule
+        cuda = types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=0))
+
+        def __getattr__(self, name):
+            fn = getattr(np, name)
+            return lambda *a, **k: np.asarray(fn(*a, **k)).view(_FakeDeviceArray)
+    monkeypatch.setattr(backend, "_cupy", FakeCupy("cupy"))
+    monkeypatch.setattr(ops, "_modules", {})
+    _FakeRawModule.created = []
+    previous = ops.set_kernels_enabled(True)
+    yield _FakeRawModule
+    ops.set_kernels_enabled(previous)
+
+
+@needs_cxx
+def test_launch_cupy_compiles_once_per_dtype_and_passes_typed_arguments(fake_cupy, rng):
+    g = geom_for(3, 7, 8, 3, 2, 2, 1, 1, 2)
+    x = rand(rng, (2, 3, 7, 8), np.float32)
+    col = ops.im2col(x.view(_FakeDeviceArray), g)  # no launcher: the CuPy path
+    np.testing.assert_array_equal(col, C._im2col(x, g))
+    ops.im2col(x.view(_FakeDeviceArray), g)
+    ops.im2col(x.astype(np.float64).view(_FakeDeviceArray), g)
+    assert [m.dtype for m in fake_cupy.created] == [np.float32, np.float64]  # one module per dtype, cached
+    assert fake_cupy.created[0].options == kernels.NVRTC_OPTIONS
+    name, grid, block, args = fake_cupy.created[0].calls[0]
+    total = col.size
+    assert name == "convnp_im2col" and block == (ops.THREADS,) and grid == (-(-total // ops.THREADS),)
+    assert [type(a) for a in args[2:]] == [np.int64] + [np.int32] * 11
+    p = np.ones(5, np.float32).view(_FakeDeviceArray)
+    assert ops.adam_update(p, p * 0 + 1, p * 0, p * 0, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
+    np.testing.assert_allclose(np.asarray(p), 1 - 0.1, rtol=1e-6)  # first Adam step moves by lr
+    adam_args = fake_cupy.created[0].calls[-1][3]
+    assert all(type(a) is np.float32 for a in adam_args[6:13])
+
+
+def test_launch_grid_is_capped_and_empty_launches_are_skipped(monkeypatch):
+    seen = []
+
+    class Module:
+        def get_function(self, name):
+            return lambda grid, block, args: seen.append(grid)
+    monkeypatch.setattr(ops, "_module", lambda dtype: Module())
+    ops.launch_cupy("convnp_relu_bwd", np.float32, 0, (None, None, None, 0))
+    ops.launch_cupy("convnp_relu_bwd", np.float32, ops.THREADS * ops.MAX_BLOCKS * 3, (None, None, None, 1))
+    assert seen == [(ops.MAX_BLOCKS,)]  # the grid-stride loop covers the rest
