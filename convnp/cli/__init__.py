@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: modules that add subcommands (each defines register(subparsers))
-COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train", "convnp.cli.viz"]
+COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train", "convnp.cli.viz", "convnp.cli.serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
