@@ -261,3 +261,172 @@ def test_gpu_benchmark_exits_with_a_clear_message_without_cuda():
     assert res.returncode == 2
     assert "benchmarks.gpu needs a CUDA GPU with CuPy and a CUDA build of PyTorch" in res.stderr
     assert "device 'cuda' needs CuPy" in res.stderr or "torch.cuda.is_available() is False" in res.stderr
+
+
+# ----------------------------------------------------------------------------- NumPy/CuPy mixing, without a GPU
+class StrictDeviceArray(np.ndarray):
+    """Like a CuPy array for mixing: any NumPy ufunc or function that also gets a plain NumPy array (a host
+    array) raises TypeError, as CuPy does; results stay device arrays."""
+
+    @staticmethod
+    def _check(values, what):
+        for v in values:
+            if type(v) is np.ndarray:
+                raise TypeError(f"{what}: a host NumPy array {v.shape} was mixed with a device array")
+            if isinstance(v, (list, tuple)):
+                StrictDeviceArray._check(v, what)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        self._check(inputs + (out or ()), f"np.{ufunc.__name__}")
+        plain = [np.asarray(a) if isinstance(a, StrictDeviceArray) else a for a in inputs]
+        if out is not None:
+            kwargs["out"] = tuple(np.asarray(o) for o in out)
+        result = getattr(ufunc, method)(*plain, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        wrap = lambda r: r.view(StrictDeviceArray) if isinstance(r, np.ndarray) else r  # noqa: E731
+        return tuple(wrap(r) for r in result) if isinstance(result, tuple) else wrap(result)
+
+    def __array_function__(self, func, types, args, kwargs):
+        self._check(list(args) + list(kwargs.values()), f"np.{func.__name__}")
+        unwrap = lambda a: np.asarray(a) if isinstance(a, StrictDeviceArray) else (  # noqa: E731
+            type(a)(unwrap(v) for v in a) if isinstance(a, (list, tuple)) else a)
+        result = func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in kwargs.items()})
+        wrap = lambda r: r.view(StrictDeviceArray) if type(r) is np.ndarray else r  # noqa: E731
+        return tuple(wrap(r) for r in result) if isinstance(result, tuple) else wrap(result)
+
+    def get(self):
+        return np.array(self)
+
+
+class StrictFakeCupy(FakeCupy):
+    def __init__(self):
+        super().__init__()
+        self.ndarray = StrictDeviceArray
+
+    def asarray(self, a, dtype=None):
+        return np.array(a, dtype=dtype).view(StrictDeviceArray)
+
+    def __getattr__(self, name):
+        return _on_device(getattr(np, name))
+
+
+class _DeviceProxy:
+    """Attributes of a NumPy sub-module (np.random) or object (a Generator), returning device arrays."""
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def __getattr__(self, name):
+        return _on_device(getattr(self._obj, name))
+
+
+def _on_device(obj):
+    """A NumPy function or sub-module that returns device arrays instead of host arrays."""
+    if isinstance(obj, types.ModuleType):
+        return _DeviceProxy(obj)
+    if isinstance(obj, type) or not callable(obj):
+        return obj
+
+    def device_fn(*a, **k):
+        r = obj(*a, **k)
+        if type(r) is np.ndarray:
+            return r.view(StrictDeviceArray)
+        return _DeviceProxy(r) if isinstance(r, np.random.Generator) else r
+    return device_fn
+
+
+@pytest.fixture
+def strict_gpu(monkeypatch):
+    from convnp.cuda import emulate
+    fake = StrictFakeCupy()
+    monkeypatch.setattr(backend, "_cupy", fake)
+    previous = ops.set_kernels_enabled(True)
+    if emulate.cpu_compiler() is not None:  # the custom kernels too, run by the CPU emulator
+        monkeypatch.setattr(ops, "launch_cupy", emulate.launch)
+    else:
+        ops.set_kernels_enabled(False)
+    yield fake
+    ops.set_kernels_enabled(previous)
+
+
+def test_strict_fake_device_rejects_mixing(strict_gpu):
+    d = strict_gpu.asarray(np.ones(3))
+    with pytest.raises(TypeError, match="mixed with a device array"):
+        d + np.ones(3)
+    with pytest.raises(TypeError, match="mixed with a device array"):
+        np.concatenate([d, np.ones(3)])
+    assert isinstance(d * 2 + strict_gpu.zeros(3), StrictDeviceArray)
+
+
+@pytest.mark.parametrize("name", ["simple_convnet", "deep_convnet", "mnist_best"])
+def test_zoo_models_train_on_a_device_without_mixing(strict_gpu, name):
+    """Forward, backward, loss and an Adam step on 'device' arrays equal the CPU run: no op silently mixes in
+    a host array (CuPy would raise). The custom kernels run through the CPU emulator."""
+    from convnp import models, optim
+    from convnp.nn.losses import CrossEntropyLoss
+    x = np.random.default_rng(1).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    t = np.array([0, 3, 5, 9])
+    runs = []
+    kwargs = {} if name == "simple_convnet" else {"dropout": 0.0}  # the GPU draws other dropout masks
+    for device in ("cpu", "cuda"):
+        model = models.get_model(name, seed=0, **kwargs)
+        if device == "cuda":
+            model.to("cuda")
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = CrossEntropyLoss()
+        xb, tb = backend.to_device(x, device), backend.to_device(t, device)
+        loss = loss_fn(model(xb), tb)
+        model.backward(loss_fn.backward())
+        opt.step()
+        model.eval()
+        with convnp.no_grad():
+            y = model(xb)
+        runs.append((float(loss), backend.to_numpy(y), [backend.to_numpy(p.data) for p in model.parameters()]))
+        if device == "cuda":
+            assert all(isinstance(p.data, StrictDeviceArray) for p in model.parameters())
+            assert isinstance(y, StrictDeviceArray)
+    if kwargs:  # with dropout on: no mixing either
+        model = models.get_model(name, seed=0).to("cuda")
+        y = model(backend.to_device(x, "cuda"))
+        model.backward(y * 0 + 1)  # (None: the first conv skips its input gradient)
+        assert all(isinstance(p.grad, StrictDeviceArray) for p in model.parameters())
+    (loss0, y0, p0), (loss1, y1, p1) = runs
+    assert loss1 == pytest.approx(loss0, rel=1e-5)
+    np.testing.assert_allclose(y1, y0, rtol=1e-4, atol=1e-5)
+    for a, b in zip(p1, p0):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (2, 1, 32, 32)), ("resnet20_cifar", (2, 3, 32, 32))])
+def test_more_zoo_models_run_on_a_device_without_mixing(strict_gpu, name, shape):
+    from convnp import models
+    model = models.get_model(name)
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    y_ref = model(x)
+    dy = np.ones_like(y_ref)
+    dx_ref = model.backward(dy)
+    model.zero_grad()
+    model.to("cuda")
+    y = model(backend.to_device(x, "cuda"))
+    dx = model.backward(backend.to_device(dy, "cuda"))
+    assert isinstance(y, StrictDeviceArray)
+    np.testing.assert_allclose(backend.to_numpy(y), y_ref, rtol=1e-4, atol=1e-5)
+    if dx_ref is not None:
+        np.testing.assert_allclose(backend.to_numpy(dx), dx_ref, rtol=1e-3, atol=1e-5)
+
+
+def test_fit_evaluate_predict_on_a_device_without_mixing(strict_gpu):
+    """The fit loop moves host batches to the model's device and never mixes host arrays into the step."""
+    from convnp import models
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
+    t = rng.integers(0, 10, 32)
+    model = models.get_model("simple_convnet", seed=0).to("cuda")
+    model.compile("adam", lr=1e-3)
+    history = model.fit(x, t, epochs=1, batch_size=16, seed=0, verbose=0, validation_data=(x[:8], t[:8]))
+    assert np.isfinite(history.history["loss"][-1])
+    assert all(isinstance(p.data, StrictDeviceArray) for p in model.parameters())
+    assert set(model.evaluate(x, t)) >= {"loss", "accuracy"}
+    out = model.predict(x[:5])
+    assert out.shape == (5, 10)
