@@ -430,3 +430,16 @@ def test_fit_evaluate_predict_on_a_device_without_mixing(strict_gpu):
     assert set(model.evaluate(x, t)) >= {"loss", "accuracy"}
     out = model.predict(x[:5])
     assert out.shape == (5, 10)
+
+
+@pytest.mark.skipif(backend.cupy_available(), reason="checks the message on a machine without a GPU")
+def test_cli_train_device_cuda_without_cupy_is_a_one_line_error(monkeypatch, tmp_path, capsys):
+    from convnp.cli import main
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_import_error", "ModuleNotFoundError: No module named 'cupy'")
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--model", "simple_convnet", "--device", "cuda", "--epochs", "1", "--subset", "10",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("convnp: error: device 'cuda' needs CuPy") and "convnp[gpu]" in err and "\n" not in err
