@@ -37,8 +37,9 @@ import numpy as np
 C_TYPES = {"ptr": "T* __restrict__", "cptr": "const T* __restrict__", "iptr": "int* __restrict__",
            "ciptr": "const int* __restrict__", "i32": "int", "i64": "long long", "T": "T"}
 
-#: options CuPy's NVRTC compiles the modules with (also used by the NVRTC compile check)
-NVRTC_OPTIONS = ("--std=c++11",)
+#: extra NVRTC options for the modules (none: CuPy adds the architecture; NVRTC's default C++ standard);
+#: the NVRTC compile check uses the same
+NVRTC_OPTIONS = ()
 
 #: C name of each supported float dtype
 DTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
