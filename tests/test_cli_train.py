@@ -95,8 +95,8 @@ def test_predict_images_and_folders(trained, tmp_path, capsys):
 @pytest.mark.parametrize("model, recipe", [("deep_convnet", "schedule none, augment off"),
                                            ("mnist_best", "schedule onecycle, augment on")])
 def test_other_recipes_run_a_short_step(model, recipe, tmp_path, capsys):
-    code, out, _ = run(capsys, "train", "--model", model, "--epochs", "1", "--subset", "64", "--batch-size", "32",
-                       "--test-subset", "32", "--out", str(tmp_path), "--progress", "summary")
+    code, out, _ = run(capsys, "train", "--model", model, "--epochs", "1", "--subset", "32", "--batch-size", "16",
+                       "--test-subset", "16", "--out", str(tmp_path), "--progress", "summary")
     assert code == 0 and recipe in out and "test accuracy" in out
     import convnp
     assert convnp.load(tmp_path / "last.npz").predict(np.zeros((1, 1, 28, 28), np.float32)).shape == (1, 10)
