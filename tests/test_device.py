@@ -443,3 +443,31 @@ def test_cli_train_device_cuda_without_cupy_is_a_one_line_error(monkeypatch, tmp
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert err.startswith("convnp: error: device 'cuda' needs CuPy") and "convnp[gpu]" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: __import__("convnp").optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda ps: __import__("convnp").optim.SGD(ps, lr=0.1),
+    lambda ps: __import__("convnp").optim.AdamW(ps, lr=1e-2, amsgrad=True),
+], ids=["nesterov", "plain_sgd", "adamw_amsgrad"])
+def test_optimizers_use_the_fused_kernels_on_a_device_and_match_the_cpu(strict_gpu, monkeypatch, make):
+    """Three steps on 'device' parameters (fused kernels, emulated) equal three steps on the CPU."""
+    from convnp import nn
+    launched = []
+    for name in ("adam_update", "sgd_update"):
+        original = getattr(ops, name)
+        monkeypatch.setattr(ops, name, lambda *a, _f=original, **k: launched.append(_f(*a, **k)) or launched[-1])
+    rng = np.random.default_rng(3)
+    w0 = rng.standard_normal((3, 4)).astype(np.float32)
+    grads = [rng.standard_normal((3, 4)).astype(np.float32) for _ in range(3)]
+    results = []
+    for device in ("cpu", "cuda"):
+        p = nn.Parameter(backend.to_device(w0.copy(), device))
+        opt = make([p])
+        for g in grads:
+            p.grad = backend.to_device(g.copy(), device)
+            opt.step()
+        results.append(backend.to_numpy(p.data))
+    if ops.kernels_enabled():
+        assert launched and all(r is True for r in launched)  # the fused path ran on the device
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-6)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import get_array_module
+from ..cuda import ops as cuda_ops
 from .optimizer import Optimizer, check_non_negative, check_unit_interval
 
 
@@ -59,6 +62,13 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(p.data)
         state["step"] += 1
         t = state["step"]
+        if self.amsgrad and "max_exp_avg_sq" not in state:  # amsgrad switched on after some steps
+            state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        if xp is not np and cuda_ops.adam_update(  # GPU: one fused kernel; None -> the xp code below
+                p.data, grad, state["exp_avg"], state["exp_avg_sq"], lr=self.lr, beta1=beta1, beta2=beta2,
+                eps=self.eps, weight_decay=self.weight_decay, step=t, decoupled=self.decoupled,
+                max_exp_avg_sq=state["max_exp_avg_sq"] if self.amsgrad else None):
+            return
         if self.weight_decay:
             if self.decoupled:
                 p.data *= 1.0 - self.lr * self.weight_decay
@@ -69,8 +79,6 @@ class Adam(Optimizer):
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)
         if self.amsgrad:
-            if "max_exp_avg_sq" not in state:  # amsgrad switched on after some steps
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
             xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         step_size = self.lr / (1.0 - beta1 ** t)

@@ -1,6 +1,10 @@
 """Stochastic gradient descent, with optional (Nesterov) momentum, dampening and L2 weight decay."""
 from __future__ import annotations
 
+import numpy as np
+
+from ..backend import get_array_module
+from ..cuda import ops as cuda_ops
 from .optimizer import Optimizer, check_non_negative, reject_unknown_options
 
 
@@ -41,6 +45,17 @@ class SGD(Optimizer):
         self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
 
     def _update(self, p, grad, state):
+        if get_array_module(p.data) is not np:  # GPU: one fused kernel; None -> the xp code below
+            buf = state.get("momentum_buffer")
+            first = bool(self.momentum) and buf is None
+            if first:
+                buf = get_array_module(p.data).empty_like(p.data)
+            if cuda_ops.sgd_update(p.data, grad, buf if self.momentum else None, lr=self.lr,
+                                   momentum=self.momentum, dampening=self.dampening,
+                                   weight_decay=self.weight_decay, nesterov=self.nesterov, first=first):
+                if self.momentum:
+                    state["momentum_buffer"] = buf
+                return
         if self.weight_decay:
             grad = grad + self.weight_decay * p.data
         if self.momentum:
