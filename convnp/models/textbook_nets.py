@@ -18,8 +18,8 @@ from .registry import register_model
 
 #: defaults ``convnp train --model NAME`` uses (command-line flags override them)
 TRAINING_RECIPES = {
-    "simple_convnet": {"epochs": 5, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": False,
-                       "schedule": None},
+    "simple_convnet": {"epochs": 5, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": True,
+                       "schedule": "cosine"},
     "deep_convnet": {"epochs": 20, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": False,
                      "schedule": None},
     "mnist_best": {"epochs": 15, "batch_size": 128, "optimizer": "adam", "lr": 3e-3, "augment": True,
