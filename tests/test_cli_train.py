@@ -41,7 +41,7 @@ def test_train_writes_checkpoints_logs_and_curves(trained):
 def test_train_prints_progress_summary_and_test_accuracy(trained):
     out = LOG["train"]
     assert "training simple_convnet on mnist (1000 images, 433,890 parameters) for 1 epochs: adam lr 0.001" in out
-    assert "batch 50" in out and "ETA" in out and "samples/s" in out
+    assert "batch 50, schedule cosine, augment shift, seed 0" in out and "ETA" in out and "samples/s" in out
     assert "epoch 1/1  loss" in out and "val_accuracy" in out
     line = next(line for line in out.splitlines() if line.startswith("test accuracy"))
     assert float(line.split()[2].rstrip("%")) > 70.0  # 1000 images, one epoch: far above chance (10%)

@@ -214,6 +214,9 @@ def test_compose_and_default_augmentation():
     assert T.default_augmentation("cifar10")(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         T.default_augmentation("svhn")
+    assert isinstance(T.default_augmentation("mnist", "shift"), T.RandomShift)
+    with pytest.raises(ValueError, match="kind must be 'full' or 'shift', got 'big'"):
+        T.default_augmentation("mnist", "big")
 
 
 # ------------------------------------------------------------------ Fashion-MNIST and CIFAR-10 from local files

@@ -2,7 +2,7 @@
 
 Thin: parse flags, call :mod:`convnp.train`, :mod:`convnp.data` and :mod:`convnp.io`. Plain ``convnp train``
 trains SimpleConvNet on the MNIST copy shipped in the package (Adam 1e-3 with cosine decay, batch 100, 5 epochs,
-small random rotations/zooms/shifts) and writes
+random shifts of up to 2 pixels) and writes
 ``best.npz``, ``last.npz``, ``history.csv``, ``history.json`` and ``curves.png`` to ``runs/latest``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ def register(sub):
     p = sub.add_parser("train", help="train a CNN (default: SimpleConvNet on the shipped MNIST)",
                        description="Train a model from the zoo on MNIST, Fashion-MNIST or CIFAR-10. Flags left "
                                    "out take the model's recipe defaults (simple_convnet: 5 epochs, batch 100, "
-                                   "Adam lr 1e-3 with cosine decay, augmentation on).")
+                                   "Adam lr 1e-3 with cosine decay, random shifts).")
     p.add_argument("--model", default="simple_convnet", help="model name (see `convnp summary --list`)")
     p.add_argument("--dataset", default="mnist", help="mnist (shipped), fashion_mnist or cifar10")
     p.add_argument("--data-dir", default=None, help="folder with the data set files (default: the cache dir)")
@@ -139,7 +139,7 @@ def run_train(args) -> int:
         if args.test_subset < 1:
             raise ValueError(f"--test-subset must be positive, got {args.test_subset}")
         x_test, t_test = x_test[:args.test_subset], t_test[:args.test_subset]
-    transform = default_augmentation(args.dataset) if augment else None
+    transform = default_augmentation(args.dataset, "shift" if augment == "shift" else "full") if augment else None
     if args.dataset.lower() == "cifar10":
         from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
         from ..data.transforms import Normalize
@@ -165,7 +165,7 @@ def run_train(args) -> int:
                   JSONLogger(os.path.join(args.out, "history.json"))]
     say(f"training {args.model} on {args.dataset} ({len(x_train)} images, {model.num_parameters():,} parameters) "
         f"for {epochs} epochs: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
-        f"augment {'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else ""))
+        f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else ""))
     start = time.perf_counter()
     history = trainer.fit(x_train, t_train, epochs=epochs, batch_size=batch_size,
                           validation_data=None if val_split else (x_test, t_test), validation_split=val_split,

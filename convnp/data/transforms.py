@@ -197,11 +197,16 @@ class RandomAffine:
         return f"RandomAffine(degrees={self.degrees}, scale={self.scale}, translate={self.translate})"
 
 
-def default_augmentation(dataset: str):
+def default_augmentation(dataset: str, kind: str = "full"):
     """The augmentation ``convnp train --augment`` uses: small rotations/zooms and shifts for digits and
-    clothes (no flips: a mirrored digit is another symbol), padded crops and flips for CIFAR-10."""
+    clothes (no flips: a mirrored digit is another symbol), padded crops and flips for CIFAR-10.
+    ``kind="shift"`` gives only the shifts of up to 2 pixels for digits and clothes (SimpleConvNet's recipe)."""
     name = str(dataset).lower()
+    if kind not in ("full", "shift"):
+        raise ValueError(f"default_augmentation: kind must be 'full' or 'shift', got {kind!r}")
     if name in ("mnist", "fashion_mnist"):
+        if kind == "shift":
+            return RandomShift(2)
         return Compose([RandomAffine(degrees=10, scale=(0.9, 1.1)), RandomShift(2)])
     if name == "cifar10":
         return Compose([RandomCrop(32, padding=4), RandomHorizontalFlip()])

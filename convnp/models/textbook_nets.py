@@ -18,7 +18,7 @@ from .registry import register_model
 
 #: defaults ``convnp train --model NAME`` uses (command-line flags override them)
 TRAINING_RECIPES = {
-    "simple_convnet": {"epochs": 5, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": True,
+    "simple_convnet": {"epochs": 5, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": "shift",
                        "schedule": "cosine"},
     "deep_convnet": {"epochs": 20, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": False,
                      "schedule": None},
