@@ -308,7 +308,7 @@ def run_summary(args) -> int:
         model = ckpt.build_model()
         shape = ckpt.input_shape
     else:
-        shape = (1, 28, 28)
+        shape = models.registry.default_input_shape(args.model)
         model = None
     if args.input_shape:
         try:

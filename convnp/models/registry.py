@@ -35,5 +35,23 @@ def get_model(name: str, **kwargs):
     return MODELS[name](**kwargs)
 
 
+#: the input (C, H, W) each model is built for when called with no arguments (summary, export, ...)
+_MNIST, _IMAGENET, _CIFAR = (1, 28, 28), (3, 224, 224), (3, 32, 32)
+DEFAULT_INPUT_SHAPES = {
+    "simple_convnet": _MNIST, "deep_convnet": _MNIST, "mnist_best": _MNIST, "lenet5": (1, 32, 32),
+    "lenet5_modern": (1, 32, 32), "resnet18_cifar": _CIFAR, "resnet20_cifar": _CIFAR,
+    "alexnet_paper": (3, 227, 227),
+}
+
+
+def default_input_shape(name: str, in_channels: int | None = None, input_size: int | None = None) -> tuple:
+    """(C, H, W) that ``models.NAME()`` expects: MNIST nets 1x28x28 (LeNet-5 32x32), CIFAR nets 3x32x32,
+    ImageNet nets 3x224x224; ``in_channels`` / ``input_size`` override the defaults."""
+    c, h, w = DEFAULT_INPUT_SHAPES.get(name, _IMAGENET)
+    if input_size is not None:
+        h = w = int(input_size)
+    return (int(in_channels) if in_channels is not None else c, h, w)
+
+
 def list_models() -> list:
     return sorted(MODELS)
