@@ -281,12 +281,21 @@ def run_predict(args) -> int:
     model = ckpt.build_model()
     input_shape = ckpt.input_shape or (1, 28, 28)
     paths = _expand_images(args.images)
-    x = np.stack([load_image(p, input_shape, args.invert) for p in paths])
-    if ckpt.state.get("normalize") == "cifar10":
-        from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
-        from ..data.transforms import Normalize
-        x = Normalize(CIFAR10_MEAN, CIFAR10_STD)(x)
-    probs = softmax(predict(model, x))
+
+    def predict_files(files):  # this rank's share of the files -> (len(files), classes) probabilities
+        x = np.stack([load_image(p, input_shape, args.invert) for p in files])
+        if ckpt.state.get("normalize") == "cifar10":
+            from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
+            from ..data.transforms import Normalize
+            x = Normalize(CIFAR10_MEAN, CIFAR10_STD)(x)
+        return softmax(predict(model, x))
+
+    # under mpiexec the files are split across ranks and gathered in order on rank 0; one process: all here
+    from ..distributed import sharded_map
+    gathered = sharded_map(predict_files, paths, root=0, batched=True)
+    if gathered is None:  # not rank 0: rank 0 prints
+        return 0
+    probs = np.stack(gathered)
     names = ckpt.state.get("class_names") or [str(i) for i in range(probs.shape[1])]
     k = max(1, min(args.top, probs.shape[1]))
     for path, p in zip(paths, probs):
