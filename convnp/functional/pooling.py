@@ -192,17 +192,20 @@ def max_pool2d_backward(dy, cache):
     xp = get_array_module(dy)
     win = _windows(xpad, out_hw, k, s)
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)
-    taken = xp.zeros(y.shape, dtype=bool)  # window already gave its gradient away (first max only)
+    free = xp.ones(y.shape, dtype=bool)  # window has not given its gradient away yet (first max only)
+    hit = xp.empty(y.shape, dtype=bool)
+    part = None if k == s else xp.empty(y.shape, dtype=dy.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
-            hit = win[:, :, :, i, :, j] == y
-            hit &= ~taken
-            taken |= hit
+            xp.equal(win[:, :, :, i, :, j], y, out=hit)
+            hit &= free
+            free ^= hit  # hit is a subset of free: xor clears exactly the windows served now
             target = _scatter_target(dxpad, out_hw, k, s, i, j)  # (N, C, OH, OW) strided view
             if k == s:  # disjoint windows: every cell is written once
                 xp.multiply(hit, dy, out=target)
             else:  # overlapping windows add up
-                target += xp.where(hit, dy, 0)
+                xp.multiply(hit, dy, out=part)
+                target += part
     (t, _), (l, _) = pads
     return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
 
