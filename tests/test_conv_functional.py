@@ -451,3 +451,96 @@ def test_chunked_path_agrees_on_every_backend(xp, monkeypatch):
     np.testing.assert_allclose(convnp.to_numpy(y), y_ref, rtol=1e-5, atol=1e-5)
     for got, ref in zip(C.conv2d_backward(xp.asarray(dy), cache)[:2], C.conv2d_backward(dy, cache_ref)[:2]):
         np.testing.assert_allclose(convnp.to_numpy(got), ref, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- GEMM layouts (issue 5)
+def test_batched_patch_layouts_match_the_per_sample_im2col():
+    """_im2col_t is the per-sample col with N and K swapped; _im2col_wide adds Wp - OW junk columns per row."""
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((3, 2, 7, 6))
+    g = C._Geom(3, 2, 1, 1, 2, 1, 3, 5)  # dilation 2 along H: OH = 7 - 4 = 3, OW = 6 - 1 = 5
+    col = C._im2col(x, g)  # (N, K, L)
+    np.testing.assert_array_equal(C._im2col_t(x, g), col.transpose(1, 0, 2).reshape(12, 3 * 15))
+    xpad1 = np.concatenate([x, np.zeros((3, 2, 1, 6))], axis=2)  # the extra bottom row _pad_wide adds
+    wide = C._im2col_wide(xpad1, g).reshape(12, 3, 3, 6)  # (K, N, OH, Wp)
+    np.testing.assert_array_equal(wide[..., :5], col.reshape(3, 12, 3, 5).transpose(1, 0, 2, 3))
+    np.testing.assert_array_equal(C._pad_wide(x, ((0, 0), (0, 0)), "zeros"), xpad1)
+
+
+@pytest.mark.parametrize("layout", ["strided", "wide"])
+def test_batched_col2im_is_the_adjoint_of_im2col(layout):
+    rng = np.random.default_rng(21)
+    if layout == "wide":  # the input carries the extra bottom row
+        x = C._pad_wide(rng.standard_normal((2, 3, 9, 8)), ((0, 0), (0, 0)), "zeros")  # (2, 3, 10, 8)
+        g = C._Geom(3, 3, 1, 1, 1, 2, 7, 4)
+        fwd, adj = C._im2col_wide, C._col2im_wide
+    else:
+        x, g = rng.standard_normal((2, 3, 9, 8)), C._Geom(3, 2, 2, 3, 1, 1, 4, 3)
+        fwd, adj = C._im2col_t, C._col2im_t
+    col = fwd(x, g)
+    c = rng.standard_normal(col.shape)
+    np.testing.assert_allclose((col * c).sum(), (x * adj(c, x.shape, g)).sum(), rtol=1e-12)
+    base = rng.standard_normal(x.shape)
+    out = base.copy()
+    assert adj(c, x.shape, g, out=out) is out  # adds into out
+    np.testing.assert_allclose(out, base + adj(c, x.shape, g), rtol=1e-12, atol=1e-12)
+
+
+LAYOUT_CASES = [  # (x shape, w shape, stride, padding, dilation, groups, mode, expected path)
+    ((3, 2, 8, 7), (8, 2, 3, 3), 1, 1, 1, 1, "zeros", "wide"),             # K = 18 >= O = 8: one GEMM per block
+    ((3, 1, 8, 7), (6, 1, 2, 2), 1, 1, 1, 1, "zeros", "per_sample"),       # K = 4 < O = 6: per-sample GEMMs
+    ((3, 4, 8, 7), (6, 2, 3, 2), 1, ((2, 0), (1, 1)), (2, 1), 2, "reflect", "wide"),
+    ((3, 4, 8, 7), (4, 1, 3, 3), 1, "same", 1, 4, "circular", "wide"),    # depthwise
+    ((3, 4, 9, 8), (5, 4, 3, 3), (2, 1), 1, 1, 1, "replicate", "strided"),
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+@pytest.mark.parametrize("blocks", ["cached", "cached_blocks", "streamed"])
+def test_every_gemm_layout_matches_torch(monkeypatch, case, blocks):
+    """Per-sample GEMMs (K < O), the wide stride-1 layout and the strided one; patches cached whole, cached
+    and read block by block, or rebuilt block by block: forward and backward equal torch's."""
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, padding, dilation, groups, mode, path = case
+    rng = np.random.default_rng(22)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    oh, ow = C.conv2d_forward(x, w, b, stride, padding, dilation, groups, mode, save_cache=False)[0].shape[2:]
+    dw_ = dilation if isinstance(dilation, int) else dilation[1]
+    per_sample_bytes = ws[1] * groups * ws[2] * ws[3] * oh * (ow + dw_ * (ws[3] - 1)) * 8  # K * OH * Wp * 8
+    if blocks == "cached_blocks":
+        monkeypatch.setattr(C, "COL_BLOCK_BYTES", per_sample_bytes)  # about one sample per block
+    elif blocks == "streamed":
+        monkeypatch.setattr(C, "COL_CHUNK_BYTES", 2 * per_sample_bytes)  # 3 samples: too big to cache
+    y, cache = C.conv2d_forward(x, w, b, stride, padding, dilation, groups, mode)
+    if blocks == "streamed":  # too big for per-sample GEMMs or a cache: the batched layout, rebuilt
+        assert cache["col"] is None and cache["xpad"] is not None and cache["wide"] == (stride == 1)
+    elif path == "per_sample":
+        assert cache["col"].ndim == 3 and cache["col"].shape[0] == xs[0]  # (N, K, L)
+    else:
+        assert cache["wide"] == (path == "wide") and cache["col"].ndim == 4  # (K, N, OH, OW)
+    (t, bo), (l, r) = C.resolve_padding(padding, xs[2:], ws[2:], stride, dilation)
+    tx = torch.tensor(x, requires_grad=True)
+    txp = torch.nn.functional.pad(tx, (l, r, t, bo), mode=TORCH_PAD_MODE[mode])
+    tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.conv2d(txp, tw, tb, stride, 0, dilation, groups)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = C.conv2d_backward(dy, cache)
+    assert dx.flags.c_contiguous and dx.shape == xs
+    for got, ref in ((dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(got, ref.numpy(), rtol=1e-10, atol=1e-10)
+    assert C.conv2d_backward(dy, cache, need_dx=False)[0] is None
+
+
+def test_wide_layout_gradients_float64_numerical():
+    rng = np.random.default_rng(23)
+    x, w, b = rng.standard_normal((2, 4, 6, 5)), rng.standard_normal((6, 2, 2, 3)), rng.standard_normal(6)
+    args = (1, ((0, 1), (2, 0)), (1, 2), 2, "zeros")
+    y, cache = C.conv2d_forward(x, w, b, *args)
+    assert cache["wide"] and cache["col"].shape == (4 * 2 * 3, 2, 6, 3)  # the patches: a view, wide columns cut
+    g = rng.standard_normal(y.shape)
+    dx, dw, db = C.conv2d_backward(g, cache)
+    loss = lambda: (C.conv2d_forward(x, w, b, *args)[0] * g).sum()  # noqa: E731
+    for got, arr in ((dx, x), (dw, w), (db, b)):
+        assert max_relative_error(got, numerical_gradient(loss, arr)) < 1e-6

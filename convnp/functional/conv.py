@@ -3,14 +3,23 @@
 The textbook pair (Deep Learning from Scratch, ch. 7) is kept with its exact interface:
 ``im2col(x, fh, fw, stride, pad)`` -> (N*OH*OW, C*FH*FW) and ``col2im`` (which sums overlaps).
 
-The fast path used by the layers keeps the patches per sample as ``col`` (N, C*kh*kw, OH*OW), so that
-``W (O, C*kh*kw) @ col`` lands directly in NCHW order (N, O, OH*OW) with no transposed copy:
+The fast path used by the layers makes each convolution a few LARGE matrix products (small per-sample
+GEMMs run far below BLAS peak). The patches of a batch are one matrix ``col`` (C*kh*kw, N*OH*OW)
+(rows (c, i, j), columns (n, oh, ow)): ``y = W (O, K) @ col`` -> (O, N*L), then one transposed copy into
+(N, O, OH, OW) (the bias added in the same pass); ``dW = dy (O, N*L) @ col^T`` and ``dcol = W^T @ dy`` are
+one GEMM each, with no loop over samples:
 
-* im2col copies kh*kw strided slices (one per kernel offset), never looping over pixels;
+* im2col copies kh*kw slices (one per kernel offset), never looping over pixels; for stride 1 on NumPy the
+  "wide" layout computes each output row over the whole padded width Wp (the Wp - OW extra columns are
+  dropped after the GEMM), so every copy is one long contiguous run of the image (``_im2col_wide``);
 * col2im adds kh*kw slices back (overlapping windows accumulate);
-* a 1x1 stride-1 unpadded convolution is a plain matmul on ``x.reshape(N, C, H*W)``;
-* im2col runs over batch chunks through one reused buffer of about ``COL_CHUNK_BYTES`` (fast, since the
-  buffer stays in cache, and memory stays bounded); under ``no_grad()`` nothing is cached.
+* the products run block by block over the batch (about ``COL_BLOCK_BYTES`` of patches, which stay in
+  the CPU cache); in training the patches of a batch up to ``COL_CHUNK_BYTES`` are cached for backward,
+  larger ones are rebuilt block by block in backward through one reused buffer (bounded memory, and no
+  fresh large arrays whose page faults cost more than the copy); under ``no_grad()`` nothing is cached;
+* a 1x1 stride-1 unpadded convolution is a plain matmul on ``x.reshape(N, C, H*W)``, and a layer with
+  fewer patch rows than filters (K < O: a first layer on 1-3 channels) keeps per-sample GEMMs on
+  ``col`` (N, K, L), which land in NCHW order without transposing y and dy.
 
 Output size (rounded down, like PyTorch and Keras: a trailing partial window is dropped)::
 
@@ -33,8 +42,11 @@ __all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resol
            "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
            "conv_transpose2d_output_shape"]
 
-#: im2col works on batch chunks whose patch buffer is about this size (cache friendly; bounds memory)
+#: the patches of a whole batch up to this size are built at once (and cached for backward when training);
+#: larger batches stream through chunks of at most COL_BLOCK_BYTES, and backward rebuilds their patches
 COL_CHUNK_BYTES = 8 * 2 ** 20
+#: streaming chunk size: about what stays in a core's L2 cache, so the GEMMs and col2im read it from cache
+COL_BLOCK_BYTES = 2 * 2 ** 20
 
 # kernel (kh, kw), stride (sh, sw), dilation (dh, dw), output (oh, ow)
 _Geom = namedtuple("_Geom", "kh kw sh sw dh dw oh ow")
@@ -163,6 +175,170 @@ def _col2im(col, padded_shape, g: _Geom, out=None):
     return out
 
 
+def _im2col_t(xpad, g: _Geom, buf=None):
+    """Patches of a padded (N, C, Hp, Wp) array as ONE matrix (C*kh*kw, N*OH*OW): rows (c, i, j), columns
+    (n, oh, ow), so that a whole batch is one GEMM ``W (O, K) @ col``. ``buf`` (1-D) is reused as storage.
+    """
+    xp = get_array_module(xpad)
+    n, c = xpad.shape[:2]
+    k, m = c * g.kh * g.kw, n * g.oh * g.ow
+    col = xp.empty(k * m, dtype=xpad.dtype) if buf is None else buf[:k * m]
+    if xp is not np:  # GPU: the kernel writes (N, K, L); one transposed copy into (K, N*L)
+        col_nkl = cuda_ops.im2col(xpad, g)
+        if col_nkl is not None:
+            col = col.reshape(k, n, g.oh * g.ow)
+            col[...] = col_nkl.transpose(1, 0, 2)  # (K, N, L)
+            return col.reshape(k, m)
+    col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
+    xt = xpad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view: the batch moves next to the pixels
+    h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
+    for i in range(g.kh):
+        top = i * g.dh
+        for j in range(g.kw):
+            left = j * g.dw
+            col[:, i, j] = xt[:, :, top:top + h_span:g.sh, left:left + w_span:g.sw]  # (C, N, OH, OW)
+    return col.reshape(k, m)
+
+
+def _col2im_t(col, padded_shape, g: _Geom, out=None):
+    """Adjoint of :func:`_im2col_t`: (C*kh*kw, N*OH*OW) -> (N, C, Hp, Wp), overlaps summed (added into ``out``)."""
+    xp = get_array_module(col)
+    n, c = padded_shape[:2]
+    if xp is not np:  # GPU: the gather kernel reads the (N, K, L) layout
+        col_nkl = col.reshape(c * g.kh * g.kw, n, g.oh * g.ow).transpose(1, 0, 2)  # (N, K, L) view
+        img = cuda_ops.col2im(col_nkl, padded_shape, g, out)
+        if img is not None:
+            return img
+    col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
+    if out is None:
+        out = xp.zeros(padded_shape, dtype=col.dtype)
+    ot = out.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view of out
+    h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
+    for i in range(g.kh):
+        top = i * g.dh
+        for j in range(g.kw):
+            left = j * g.dw
+            ot[:, :, top:top + h_span:g.sh, left:left + w_span:g.sw] += col[:, i, j]  # (C, N, OH, OW)
+    return out
+
+
+def _pad_wide(x, pads, mode):
+    """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside."""
+    xp = get_array_module(x)
+    (t, b), (l, r) = pads
+    n, c, h, w = x.shape
+    out = xp.zeros((n, c, h + t + b + 1, w + l + r), dtype=x.dtype)
+    if mode == "zeros":
+        out[:, :, t:t + h, l:l + w] = x
+    else:
+        out[:, :, :h + t + b] = pad2d(x, pads, mode)
+    return out
+
+
+def _im2col_wide(xpad1, g: _Geom, buf=None):
+    """Stride-1 patches as long contiguous runs: (N, C, Hp+1, Wp) -> (C*kh*kw, N*OH*Wp), columns (n, oh, w).
+
+    Each output row is computed over the whole padded width Wp (the last Wp - OW columns are dropped after
+    the GEMM), so the patch of kernel offset (i, j) is ONE run of the flattened image starting at
+    i*dh*Wp + j*dw: the copies move OH*Wp-long rows instead of OW-long ones.
+    """
+    xp = get_array_module(xpad1)
+    n, c, hp1, wp = xpad1.shape
+    lw, k = g.oh * wp, c * g.kh * g.kw
+    col = xp.empty(k * n * lw, dtype=xpad1.dtype) if buf is None else buf[:k * n * lw]
+    col = col.reshape(c, g.kh, g.kw, n, lw)
+    xt = xpad1.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view
+    for i in range(g.kh):
+        for j in range(g.kw):
+            off = i * g.dh * wp + j * g.dw
+            col[:, i, j] = xt[:, :, off:off + lw]  # (C, N, OH*Wp)
+    return col.reshape(k, n * lw)
+
+
+def _col2im_wide(col, padded1_shape, g: _Geom, out=None):
+    """Adjoint of :func:`_im2col_wide`: (C*kh*kw, N*OH*Wp) -> (N, C, Hp+1, Wp) (added into ``out``, contiguous)."""
+    xp = get_array_module(col)
+    n, c, hp1, wp = padded1_shape
+    lw = g.oh * wp
+    col = col.reshape(c, g.kh, g.kw, n, lw)
+    if out is None:
+        out = xp.zeros(padded1_shape, dtype=col.dtype)
+    ot = out.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view of out
+    for i in range(g.kh):
+        for j in range(g.kw):
+            off = i * g.dh * wp + j * g.dw
+            ot[:, :, off:off + lw] += col[:, i, j]  # (C, N, OH*Wp)
+    return out
+
+
+def _gemm_w_col(w, col, groups, out=None):
+    """y = W @ col per group, one GEMM for the batch: w (O, Cg, kh, kw), col (K, M) -> (O, M) (into ``out``)."""
+    xp = get_array_module(col)
+    o = w.shape[0]
+    k, m = col.shape
+    if groups == 1:
+        return xp.matmul(w.reshape(o, k), col, out=out)  # (O, K) @ (K, M)
+    out3 = None if out is None else out.reshape(groups, o // groups, m)
+    y = xp.matmul(w.reshape(groups, o // groups, k // groups), col.reshape(groups, k // groups, m), out=out3)
+    return y.reshape(o, m)  # (G, Og, Kg) @ (G, Kg, M) -> (G, Og, M)
+
+
+def _gemm_wt_dy(w, dy2, groups, out=None):
+    """dcol = W^T @ dy per group: w (O, Cg, kh, kw), dy2 (O, M) -> (C*kh*kw, M) (into ``out``)."""
+    xp = get_array_module(dy2)
+    o = w.shape[0]
+    kg = w.size // o  # Cg*kh*kw
+    m = dy2.shape[1]
+    if groups == 1:
+        return xp.matmul(w.reshape(o, kg).T, dy2, out=out)  # (K, O) @ (O, M)
+    out3 = None if out is None else out.reshape(groups, kg, m)
+    if o == groups:  # depthwise (one filter per group): an outer product, much faster than a K=1 matmul
+        dcol = xp.multiply(w.reshape(groups, kg, 1), dy2.reshape(groups, 1, m), out=out3)  # (G, Kg, M)
+    else:
+        wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
+        dcol = xp.matmul(wg, dy2.reshape(groups, o // groups, m), out=out3)  # (G, Kg, M)
+    return dcol.reshape(groups * kg, m)
+
+
+def _gemm_dy_colt(dy2, col, groups, acc=None):
+    """dW (+)= dy @ col^T per group, one GEMM: dy2 (O, M), col (K, M) -> (G, O/G, K/G) (added into ``acc``)."""
+    xp = get_array_module(dy2)
+    o, m = dy2.shape
+    k = col.shape[0]
+    part = xp.matmul(dy2.reshape(groups, o // groups, m),
+                     col.reshape(groups, k // groups, m).transpose(0, 2, 1))  # (G, Og, M) @ (G, M, Kg)
+    if acc is None:
+        return part
+    acc += part
+    return acc
+
+
+def _gemm_to_nchw(y2, n, oh, ow, bias=None, out=None):
+    """(O, n*OH*Wg) GEMM output -> (n, O, OH, OW) (Wg >= OW: wide columns dropped), plus bias, in one copy."""
+    xp = get_array_module(y2)
+    o = y2.shape[0]
+    y4 = y2.reshape(o, n, oh, -1)[:, :, :, :ow].transpose(1, 0, 2, 3)  # (n, O, OH, OW) view
+    if out is None:
+        out = xp.empty(y4.shape, dtype=y2.dtype)
+    if bias is None:
+        out[...] = y4
+    else:
+        xp.add(y4, bias.reshape(1, o, 1, 1), out=out)
+    return out
+
+
+def _nchw_to_gemm(dy, wg):
+    """(n, O, OH, OW) -> (O, n*OH*Wg) (a copy; wide columns Wg > OW are zero, so they add nothing)."""
+    xp = get_array_module(dy)
+    n, o, oh, ow = dy.shape
+    if wg == ow:
+        return xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(o, n * oh * ow)
+    dy2 = xp.zeros((o, n, oh, wg), dtype=dy.dtype)
+    dy2[:, :, :, :ow] = dy.transpose(1, 0, 2, 3)
+    return dy2.reshape(o, n * oh * wg)
+
+
+# per-sample helpers: the 1x1 stride-1 convolution, whose patches are the input itself (no copy)
 def _matmul_w_col(w, col, groups, out=None):
     """y = W @ col per group: w (O, Cg, kh, kw), col (N, C*kh*kw, L) -> (N, O, L) (written into ``out``)."""
     xp = get_array_module(col)
@@ -185,7 +361,7 @@ def _matmul_wt_dy(w, dy, groups, out=None):
     if groups == 1:
         return xp.matmul(w.reshape(o, kg).T, dy, out=out)  # (K, O) @ (N, O, L) -> (N, K, L)
     out4 = None if out is None else out.reshape(n, groups, kg, l)
-    if o == groups:  # depthwise (one filter per group): an outer product, much faster than a K=1 matmul
+    if o == groups:  # depthwise
         dcol = xp.multiply(w.reshape(groups, kg, 1), dy.reshape(n, groups, 1, l), out=out4)  # (N, G, Kg, L)
         return dcol.reshape(n, groups * kg, l)
     wg = w.reshape(groups, o // groups, kg).transpose(0, 2, 1)  # (G, Kg, Og)
@@ -193,18 +369,27 @@ def _matmul_wt_dy(w, dy, groups, out=None):
     return dcol.reshape(n, groups * kg, l)
 
 
-def _matmul_dy_colt(dy, col, groups, acc=None):
-    """dW (+)= sum_n dy_n @ col_n^T per group: dy (N, O, L), col (N, K, L) -> (G, O/G, K/G) (added into ``acc``)."""
+def _matmul_dy_colt(dy, col, groups):
+    """dW = sum_n dy_n @ col_n^T per group: dy (N, O, L), col (N, K, L) -> (G, O/G, K/G)."""
+    xp = get_array_module(dy)
+    n, o, l = dy.shape
+    k = col.shape[1]
+    dyg = dy.reshape(n, groups, o // groups, l).transpose(1, 2, 0, 3)  # (G, Og, N, L) view
+    colg = col.reshape(n, groups, k // groups, l).transpose(1, 2, 0, 3)  # (G, Kg, N, L) view
+    dyg = xp.ascontiguousarray(dyg).reshape(groups, o // groups, n * l)  # (G, Og, N*L)
+    colg = xp.ascontiguousarray(colg).reshape(groups, k // groups, n * l)  # (G, Kg, N*L)
+    return xp.matmul(dyg, colg.transpose(0, 2, 1))  # one GEMM over the batch: (G, Og, Kg)
+
+
+def _matmul_dy_colt_loop(dy, col, groups):
+    """dW = sum_n dy_n @ col_n^T, one small GEMM per sample (no transposed copies): -> (G, O/G, K/G)."""
     n, o, l = dy.shape
     k = col.shape[1]
     dyg = dy.reshape(n, groups, o // groups, l)
     colg = col.reshape(n, groups, k // groups, l)
-    for i in range(n):  # one GEMM per sample: no (N, O, K) temporary
-        part = dyg[i] @ colg[i].transpose(0, 2, 1)  # (G, Og, L) @ (G, L, Kg) -> (G, Og, Kg)
-        if acc is None:
-            acc = part
-        else:
-            acc += part
+    acc = dyg[0] @ colg[0].transpose(0, 2, 1)  # (G, Og, L) @ (G, L, Kg)
+    for i in range(1, n):
+        acc += dyg[i] @ colg[i].transpose(0, 2, 1)
     return acc
 
 
@@ -212,9 +397,10 @@ def _is_pointwise(g: _Geom, pads):
     return g.kh == g.kw == g.sh == g.sw == 1 and pads == ((0, 0), (0, 0))
 
 
-def _chunks(n, bytes_per_sample):
-    """Batch ranges whose im2col buffer stays near COL_CHUNK_BYTES (cache friendly, bounded memory)."""
-    size = max(1, min(n, COL_CHUNK_BYTES // max(int(bytes_per_sample), 1)))
+def _blocks(n, bytes_per_sample):
+    """Batch ranges whose patch matrix is about min(COL_BLOCK_BYTES, COL_CHUNK_BYTES): ``(size, [(s, e), ...])``."""
+    limit = min(COL_BLOCK_BYTES, COL_CHUNK_BYTES)
+    size = max(1, min(n, limit // max(int(bytes_per_sample), 1)))
     return size, [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
@@ -233,9 +419,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         padding_mode: "zeros", "reflect", "replicate" or "circular".
         save_cache: keep what backward needs; default: ``is_grad_enabled()`` (False under ``no_grad()``).
 
-    im2col runs over batch chunks of about ``COL_CHUNK_BYTES`` through one reused buffer, so memory stays
-    bounded; when the whole batch fits in one chunk its patches are cached for backward, otherwise the
-    (padded) input is cached and backward rebuilds the patches chunk by chunk.
+    The GEMMs run over batch blocks of about ``COL_BLOCK_BYTES`` of patches; when the patches of the whole
+    batch fit ``COL_CHUNK_BYTES`` they are cached for backward (``cache["col"]``: (C*kh*kw, N, OH, OW)),
+    otherwise the (padded) input is cached and backward rebuilds the patches block by block.
 
     Returns: ``(y, cache)``; cache is None when not saved.
     Shape: y is (N, O, OH, OW), OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1.
@@ -259,31 +445,49 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     xp = get_array_module(x)
 
     col = xpad = None
-    if _is_pointwise(g, pads):
-        col = x.reshape(n, c, h * wd)  # (N, C, H*W): the patches are the pixels, no copy
-        y = _matmul_w_col(w, col, groups)  # (N, O, H*W)
-        padded_shape = x.shape
-    else:
-        xpad = pad2d(x, pads, padding_mode)  # (N, C, Hp, Wp)
-        padded_shape = xpad.shape
-        k, l = c * kh * kw, oh * ow
-        size, chunks = _chunks(n, k * l * x.dtype.itemsize)
-        if len(chunks) == 1:
-            col = _im2col(xpad, g)  # (N, C*kh*kw, OH*OW), kept for backward
-            y = _matmul_w_col(w, col, groups)  # (N, O, OH*OW)
+    k = c * kh * kw
+    # few patch rows (K < O, e.g. a first layer): per-sample GEMMs in NCHW order beat transposing y and dy
+    per_sample = k < o and n * k * oh * ow * x.dtype.itemsize <= COL_CHUNK_BYTES
+    wide = False
+    if _is_pointwise(g, pads) or per_sample:
+        if _is_pointwise(g, pads):
+            col = x.reshape(n, c, h * wd)  # (N, C, H*W): the patches are the pixels, no copy
+            padded_shape = x.shape
         else:
-            buf = xp.empty(size * k * l, dtype=x.dtype)
-            y = xp.empty((n, o, l), dtype=np.result_type(x.dtype, w.dtype))
-            for s, e in chunks:
-                _matmul_w_col(w, _im2col(xpad[s:e], g, buf), groups, out=y[s:e])  # (n, O, L)
-    if b is not None:
-        y += b.reshape(1, o, 1)
-    y = y.reshape(n, o, oh, ow)
+            xpad = pad2d(x, pads, padding_mode)  # (N, C, Hp, Wp)
+            padded_shape = xpad.shape
+            col = _im2col(xpad, g)  # (N, C*kh*kw, OH*OW)
+        y = _matmul_w_col(w, col, groups)  # (N, O, OH*OW)
+        if b is not None:
+            y += b.reshape(1, o, 1)
+        y = y.reshape(n, o, oh, ow)
+    else:
+        # stride 1 on NumPy: the "wide" layout (long contiguous copies); else one strided copy per offset
+        wide = xp is np and sh == sw == 1
+        xpad = _pad_wide(x, pads, padding_mode) if wide else pad2d(x, pads, padding_mode)  # (N, C, Hp(+1), Wp)
+        padded_shape = xpad.shape
+        im2col_fn = _im2col_wide if wide else _im2col_t
+        lg = oh * (xpad.shape[3] if wide else ow)  # GEMM columns per sample
+        per_sample = k * lg * x.dtype.itemsize
+        size, blocks = _blocks(n, per_sample)
+        y = xp.empty((n, o, oh, ow), dtype=np.result_type(x.dtype, w.dtype))
+        if save and n * per_sample <= COL_CHUNK_BYTES:
+            col = im2col_fn(xpad, g)  # (C*kh*kw, N*Lg), kept for backward
+        else:
+            buf = xp.empty(size * k * lg, dtype=x.dtype)
+        ybuf = xp.empty(o * size * lg, dtype=y.dtype)
+        for s, e in blocks:  # one GEMM per block of about COL_BLOCK_BYTES (stays in cache)
+            block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
+            y2 = _gemm_w_col(w, block_col, groups, out=ybuf[:o * (e - s) * lg].reshape(o, (e - s) * lg))
+            _gemm_to_nchw(y2, e - s, oh, ow, b, out=y[s:e])  # (O, n*Lg) -> (n, O, OH, OW)
     cache = None
     if save:
-        cache = dict(col=col, xpad=None if col is not None else xpad, w=w, has_bias=b is not None, geom=g,
-                     groups=groups, pads=pads, padding_mode=padding_mode, x_shape=x.shape,
-                     padded_shape=padded_shape)
+        col_gemm = col
+        if col is not None and col.ndim == 2:  # the patches proper, (C*kh*kw, N, OH, OW): a view of col_gemm
+            col = col.reshape(col.shape[0], n, oh, -1)[:, :, :, :ow]
+        cache = dict(col=col, col_gemm=col_gemm, xpad=None if col is not None else xpad, w=w,
+                     has_bias=b is not None, geom=g, groups=groups, pads=pads, padding_mode=padding_mode,
+                     x_shape=x.shape, padded_shape=padded_shape, wide=wide)
     return y, cache
 
 
@@ -299,33 +503,48 @@ def conv2d_backward(dy, cache, need_dx=True):
     """
     if cache is None:
         raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
-    w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col"]
+    w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]
     xp = get_array_module(dy)
-    n = dy.shape[0]
-    dy3 = dy.reshape(n, w.shape[0], g.oh * g.ow)  # (N, O, L)
-    db = dy3.sum(axis=(0, 2)) if cache["has_bias"] else None
-    pointwise = _is_pointwise(g, cache["pads"])
-    if col is not None:  # patches cached (one chunk, or a 1x1 conv)
-        dw = _matmul_dy_colt(dy3, col, groups)
+    n, o = dy.shape[0], w.shape[0]
+    if col is not None and col.ndim == 3:  # per-sample patches (N, K, L); a 1x1 conv's are x itself
+        dy3 = dy.reshape(n, o, g.oh * g.ow)  # (N, O, L)
+        db = dy3.sum(axis=(0, 2)) if cache["has_bias"] else None
+        if _is_pointwise(g, cache["pads"]):
+            dw = _matmul_dy_colt(dy3, col, groups)
+            dx = _matmul_wt_dy(w, dy3, groups).reshape(cache["x_shape"]) if need_dx else None
+            return dx, dw.reshape(w.shape), db
+        dw = _matmul_dy_colt_loop(dy3, col, groups)
         dx = None
         if need_dx:
-            dcol = _matmul_wt_dy(w, dy3, groups)  # (N, C*kh*kw, L)
-            dx = dcol.reshape(cache["x_shape"]) if pointwise else _col2im(dcol, cache["padded_shape"], g)
-    else:  # rebuild the patches chunk by chunk through one buffer
-        xpad = cache["xpad"]
-        k = xpad.shape[1] * g.kh * g.kw
-        size, chunks = _chunks(n, k * g.oh * g.ow * xpad.dtype.itemsize)
-        buf = xp.empty(size * k * g.oh * g.ow, dtype=xpad.dtype)
-        dw = None
-        dx = xp.zeros(cache["padded_shape"], dtype=dy.dtype) if need_dx else None  # (N, C, Hp, Wp)
-        for s, e in chunks:
-            chunk_col = _im2col(xpad[s:e], g, buf)  # (n, K, L)
-            dw = _matmul_dy_colt(dy3[s:e], chunk_col, groups, dw)
-            if need_dx:
-                dcol = _matmul_wt_dy(w, dy3[s:e], groups, out=chunk_col)  # reuse the buffer: (n, K, L)
-                _col2im(dcol, (e - s,) + tuple(dx.shape[1:]), g, out=dx[s:e])
-    if dx is not None and not pointwise:
+            dx = _col2im(_matmul_wt_dy(w, dy3, groups), cache["padded_shape"], g)  # (N, C, Hp, Wp)
+            dx = pad2d_backward(dx, cache["pads"], cache["padding_mode"], cache["x_shape"])
+        return dx, dw.reshape(w.shape), db
+    wide = cache["wide"]
+    padded_shape = cache["padded_shape"]
+    im2col_fn, col2im_fn = (_im2col_wide, _col2im_wide) if wide else (_im2col_t, _col2im_t)
+    wg = padded_shape[3] if wide else g.ow  # GEMM columns per output row
+    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    xpad = cache["xpad"]
+    k = w.shape[1] * groups * g.kh * g.kw
+    lg = g.oh * wg
+    size, blocks = _blocks(n, k * lg * w.dtype.itemsize)
+    buf = xp.empty(size * k * lg, dtype=xpad.dtype) if col is None else None
+    dbuf = xp.empty(size * k * lg, dtype=dy.dtype) if need_dx else None
+    dw = None
+    dx = xp.zeros(padded_shape, dtype=dy.dtype) if need_dx else None  # (N, C, Hp(+1), Wp)
+    for s, e in blocks:  # patches: a block of the cached ones, else rebuilt into one reused buffer
+        block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
+        dy2 = _nchw_to_gemm(dy[s:e], wg)  # (O, n*Lg)
+        dw = _gemm_dy_colt(dy2, block_col, groups, dw)  # (G, Og, Kg)
+        if need_dx:
+            dcol = _gemm_wt_dy(w, dy2, groups, out=dbuf[:k * (e - s) * lg].reshape(k, (e - s) * lg))
+            col2im_fn(dcol, (e - s,) + tuple(dx.shape[1:]), g, out=dx[s:e])
+    if dx is not None and wide:
+        dx = dx[:, :, :-1]  # drop the extra bottom row: (N, C, Hp, Wp)
+    if dx is not None:
         dx = pad2d_backward(dx, cache["pads"], cache["padding_mode"], cache["x_shape"])
+        if not dx.flags.c_contiguous:  # unpadded wide layout: a view without the extra row
+            dx = xp.ascontiguousarray(dx)
     return dx, dw.reshape(w.shape), db
 
 
@@ -392,21 +611,21 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     g = _Geom(kh, kw, sh, sw, dh, dw, h, wd)  # the conv that maps the (padded) output back to x
     xp = get_array_module(x)
     padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))
-    x3 = x.reshape(n, cin, h * wd)  # (N, Cin, H*W): plays conv2d's dy
     k = cout * kh * kw
-    size, chunks = _chunks(n, k * h * wd * x.dtype.itemsize)
+    size, chunks = _blocks(n, k * h * wd * x.dtype.itemsize)
     buf = xp.empty(size * k * h * wd, dtype=np.result_type(x.dtype, w.dtype))
     ypad = xp.zeros(padded_shape, dtype=buf.dtype)  # (N, Cout, Hp, Wp); output_padding rows stay zero
     for s, e in chunks:
-        dcol = _matmul_wt_dy(w, x3[s:e], groups, out=buf[:(e - s) * k * h * wd].reshape(e - s, k, h * wd))
-        _col2im(dcol, (e - s,) + padded_shape[1:], g, out=ypad[s:e])
+        x2 = _nchw_to_gemm(x[s:e], wd)  # (Cin, n*H*W): plays conv2d's dy
+        dcol = _gemm_wt_dy(w, x2, groups, out=buf[:k * x2.shape[1]].reshape(k, x2.shape[1]))  # (K, n*H*W)
+        _col2im_t(dcol, (e - s,) + padded_shape[1:], g, out=ypad[s:e])
     (t, _), (l, _) = pads
+    save = is_grad_enabled() if save_cache is None else bool(save_cache)
     y = ypad[:, :, t:t + oh, l:l + ow]
     if y.shape != ypad.shape:
         y = y.copy()
     if b is not None:
         y += b.reshape(1, cout, 1, 1)
-    save = is_grad_enabled() if save_cache is None else bool(save_cache)
     cache = dict(x=x, w=w, has_bias=b is not None, geom=g, groups=groups, pads=pads) if save else None
     return y, cache
 
@@ -421,18 +640,18 @@ def conv_transpose2d_backward(dy, cache, need_dx=True):
     n, cin = x.shape[:2]
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     dypad = pad2d(dy, cache["pads"], "zeros")  # (N, Cout, Hp - op, Wp - op): the rows im2col reads
-    x3 = x.reshape(n, cin, g.oh * g.ow)
     k = dy.shape[1] * g.kh * g.kw
-    size, chunks = _chunks(n, k * g.oh * g.ow * dy.dtype.itemsize)
+    size, chunks = _blocks(n, k * g.oh * g.ow * dy.dtype.itemsize)
     buf = xp.empty(size * k * g.oh * g.ow, dtype=dy.dtype)
-    dx = xp.empty(x3.shape, dtype=np.result_type(dy.dtype, w.dtype)) if need_dx else None  # (N, Cin, H*W)
+    dx = xp.empty(x.shape, dtype=np.result_type(dy.dtype, w.dtype)) if need_dx else None  # (N, Cin, H, W)
     dw = None
     for s, e in chunks:
-        col = _im2col(dypad[s:e], g, buf)  # (n, Cout*kh*kw, H*W)
-        dw = _matmul_dy_colt(x3[s:e], col, groups, dw)  # (G, Cin/G, Cout/G*kh*kw)
+        col = _im2col_t(dypad[s:e], g, buf)  # (Cout*kh*kw, n*H*W)
+        x2 = _nchw_to_gemm(x[s:e], g.ow)  # (Cin, n*H*W)
+        dw = _gemm_dy_colt(x2, col, groups, dw)  # (G, Cin/G, Cout/G*kh*kw)
         if need_dx:
-            _matmul_w_col(w, col, groups, out=dx[s:e])
-    return (None if dx is None else dx.reshape(x.shape)), dw.reshape(w.shape), db
+            _gemm_to_nchw(_gemm_w_col(w, col, groups), e - s, g.oh, g.ow, out=dx[s:e])  # (n, Cin, H, W)
+    return dx, dw.reshape(w.shape), db
 
 
 # ----------------------------------------------------------------------------- textbook pair
