@@ -544,3 +544,11 @@ def test_wide_layout_gradients_float64_numerical():
     loss = lambda: (C.conv2d_forward(x, w, b, *args)[0] * g).sum()  # noqa: E731
     for got, arr in ((dx, x), (dw, w), (db, b)):
         assert max_relative_error(got, numerical_gradient(loss, arr)) < 1e-6
+
+
+def test_blocks_fit_the_cpu_cache_and_are_larger_on_a_gpu(monkeypatch):
+    monkeypatch.setattr(C, "COL_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(C, "COL_BLOCK_BYTES", 300)
+    assert C._blocks(10, 100) == (3, [(0, 3), (3, 6), (6, 9), (9, 10)])
+    assert C._blocks(10, 100, xp=object()) == (10, [(0, 10)])  # another array module: COL_CHUNK_BYTES blocks
+    assert C._blocks(3, 5000) == (1, [(0, 1), (1, 2), (2, 3)])  # at least one sample per block

@@ -397,9 +397,12 @@ def _is_pointwise(g: _Geom, pads):
     return g.kh == g.kw == g.sh == g.sw == 1 and pads == ((0, 0), (0, 0))
 
 
-def _blocks(n, bytes_per_sample):
-    """Batch ranges whose patch matrix is about min(COL_BLOCK_BYTES, COL_CHUNK_BYTES): ``(size, [(s, e), ...])``."""
-    limit = min(COL_BLOCK_BYTES, COL_CHUNK_BYTES)
+def _blocks(n, bytes_per_sample, xp=np):
+    """Batch ranges whose patch matrix is about min(COL_BLOCK_BYTES, COL_CHUNK_BYTES): ``(size, [(s, e), ...])``.
+
+    On a GPU (no CPU cache to fit, and each block costs kernel launches) the blocks are COL_CHUNK_BYTES.
+    """
+    limit = min(COL_BLOCK_BYTES, COL_CHUNK_BYTES) if xp is np else COL_CHUNK_BYTES
     size = max(1, min(n, limit // max(int(bytes_per_sample), 1)))
     return size, [(s, min(s + size, n)) for s in range(0, n, size)]
 
@@ -469,7 +472,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         im2col_fn = _im2col_wide if wide else _im2col_t
         lg = oh * (xpad.shape[3] if wide else ow)  # GEMM columns per sample
         per_sample = k * lg * x.dtype.itemsize
-        size, blocks = _blocks(n, per_sample)
+        size, blocks = _blocks(n, per_sample, xp)
         y = xp.empty((n, o, oh, ow), dtype=np.result_type(x.dtype, w.dtype))
         if save and n * per_sample <= COL_CHUNK_BYTES:
             col = im2col_fn(xpad, g)  # (C*kh*kw, N*Lg), kept for backward
@@ -527,7 +530,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     xpad = cache["xpad"]
     k = w.shape[1] * groups * g.kh * g.kw
     lg = g.oh * wg
-    size, blocks = _blocks(n, k * lg * w.dtype.itemsize)
+    size, blocks = _blocks(n, k * lg * w.dtype.itemsize, xp)
     buf = xp.empty(size * k * lg, dtype=xpad.dtype) if col is None else None
     dbuf = xp.empty(size * k * lg, dtype=dy.dtype) if need_dx else None
     dw = None
@@ -612,7 +615,7 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     xp = get_array_module(x)
     padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))
     k = cout * kh * kw
-    size, chunks = _blocks(n, k * h * wd * x.dtype.itemsize)
+    size, chunks = _blocks(n, k * h * wd * x.dtype.itemsize, xp)
     buf = xp.empty(size * k * h * wd, dtype=np.result_type(x.dtype, w.dtype))
     ypad = xp.zeros(padded_shape, dtype=buf.dtype)  # (N, Cout, Hp, Wp); output_padding rows stay zero
     for s, e in chunks:
@@ -641,7 +644,7 @@ def conv_transpose2d_backward(dy, cache, need_dx=True):
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     dypad = pad2d(dy, cache["pads"], "zeros")  # (N, Cout, Hp - op, Wp - op): the rows im2col reads
     k = dy.shape[1] * g.kh * g.kw
-    size, chunks = _blocks(n, k * g.oh * g.ow * dy.dtype.itemsize)
+    size, chunks = _blocks(n, k * g.oh * g.ow * dy.dtype.itemsize, xp)
     buf = xp.empty(size * k * g.oh * g.ow, dtype=dy.dtype)
     dx = xp.empty(x.shape, dtype=np.result_type(dy.dtype, w.dtype)) if need_dx else None  # (N, Cin, H, W)
     dw = None
