@@ -35,6 +35,7 @@ from collections import namedtuple
 import numpy as np
 
 from ..backend import get_array_module, is_grad_enabled
+from ._args import int_pair
 from ..cuda import ops as cuda_ops
 from .padding import PAD_MODES, normalize_pads, pad2d, pad2d_backward
 
@@ -54,13 +55,7 @@ _Geom = namedtuple("_Geom", "kh kw sh sw dh dw oh ow")
 
 # ----------------------------------------------------------------------------- argument helpers
 def _pair(value, name, where):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    pair = int_pair(value, name, where)
     if min(pair) < 1:
         raise ValueError(f"{where}: {name} must be positive, got {value!r}")
     return pair

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
+from ._args import int_pair
 from ..cuda import ops as cuda_ops
 
 __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_argmax",
@@ -31,13 +32,7 @@ __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "ma
 
 # ----------------------------------------------------------------------------- geometry
 def _pair(value, name, where, minimum=1):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        pair = (int(value), int(value))
-    elif (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise ValueError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    pair = int_pair(value, name, where)
     if min(pair) < minimum:
         raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
     return pair

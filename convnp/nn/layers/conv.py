@@ -126,14 +126,7 @@ class Conv2D(Module):
         return self.act(y) if self.act is not None else y
 
     def backward(self, dy):
-        cache = self._get_cache()
-        if self.act is not None:
-            dy = self.act.backward(dy)
-        dx, dw, db = C.conv2d_backward(dy, cache, need_dx=self.compute_input_grad)
-        self.weight.accumulate_grad(dw)
-        if self.bias is not None:
-            self.bias.accumulate_grad(db)
-        return dx
+        return _conv_layer_backward(self, dy, C.conv2d_backward)
 
     def get_config(self):
         cfg = super().get_config()
@@ -263,16 +256,23 @@ class Conv2DTranspose(Module):
         return self.act(y) if self.act is not None else y
 
     def backward(self, dy):
-        cache = self._get_cache()
-        if self.act is not None:
-            dy = self.act.backward(dy)
-        dx, dw, db = C.conv_transpose2d_backward(dy, cache, need_dx=self.compute_input_grad)
-        self.weight.accumulate_grad(dw)
-        if self.bias is not None:
-            self.bias.accumulate_grad(db)
-        return dx
+        return _conv_layer_backward(self, dy, C.conv_transpose2d_backward)
 
     def get_config(self):
         cfg = super().get_config()
         cfg["in_channels"] = self.in_channels
         return cfg
+
+
+def _conv_layer_backward(layer, dy, backward_fn):
+    """Shared backward of the conv layers: through the fused activation, then ``backward_fn``
+    (conv2d_backward or conv_transpose2d_backward); accumulates dW, db and returns dx (None when
+    ``layer.compute_input_grad`` is False)."""
+    cache = layer._get_cache()
+    if layer.act is not None:
+        dy = layer.act.backward(dy)
+    dx, dw, db = backward_fn(dy, cache, need_dx=layer.compute_input_grad)
+    layer.weight.accumulate_grad(dw)
+    if layer.bias is not None:
+        layer.bias.accumulate_grad(db)
+    return dx
