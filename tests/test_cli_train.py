@@ -92,7 +92,7 @@ def test_predict_images_and_folders(trained, tmp_path, capsys):
     assert 0.0 <= p <= 1.0
 
 
-@pytest.mark.parametrize("model, recipe", [("deep_convnet", "schedule none, augment off"),
+@pytest.mark.parametrize("model, recipe", [("deep_convnet", "schedule cosine, augment off"),
                                            ("mnist_best", "schedule onecycle, augment on")])
 def test_other_recipes_run_a_short_step(model, recipe, tmp_path, capsys):
     code, out, _ = run(capsys, "train", "--model", model, "--epochs", "1", "--subset", "32", "--batch-size", "16",

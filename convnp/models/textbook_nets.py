@@ -21,7 +21,7 @@ TRAINING_RECIPES = {
     "simple_convnet": {"epochs": 5, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": "shift",
                        "schedule": "cosine"},
     "deep_convnet": {"epochs": 20, "batch_size": 100, "optimizer": "adam", "lr": 1e-3, "augment": False,
-                     "schedule": None},
+                     "schedule": "cosine"},  # constant-rate Adam (the book's) ends at 99.15% (seed 0)
     "mnist_best": {"epochs": 15, "batch_size": 128, "optimizer": "adam", "lr": 3e-3, "augment": True,
                    "schedule": "onecycle"},
 }
