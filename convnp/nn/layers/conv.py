@@ -95,16 +95,7 @@ class Conv2D(Module):
         return type(self).__name__
 
     def build(self, input_shape):
-        if input_shape is None or len(input_shape) != 4:
-            raise ValueError(f"{self._name}: expected a 4-D input (N, C, H, W), got shape {input_shape}")
-        self.in_channels = int(input_shape[1])
-        if self.in_channels % self.groups:
-            raise ValueError(f"{self._name}: in_channels ({self.in_channels}) must be divisible by groups "
-                             f"({self.groups})")
-        shape = (self.filters, self.in_channels // self.groups) + self.kernel_size
-        w = initializers.get_initializer(self.kernel_initializer)(shape, rng=make_rng(self.seed))
-        self.weight = Parameter(w.astype(np.float32))
-        self.bias = Parameter(np.zeros(self.filters, np.float32)) if self.use_bias else None
+        _build_conv_params(self, input_shape, lambda c: (self.filters, c // self.groups))  # (O, C/g, kh, kw)
 
     def output_shape(self, input_shape):
         """(N, filters, OH, OW) for an (N, C, H, W) input (raises the layer's error when it does not fit)."""
@@ -228,16 +219,7 @@ class Conv2DTranspose(Module):
             self.built = True
 
     def build(self, input_shape):
-        if input_shape is None or len(input_shape) != 4:
-            raise ValueError(f"Conv2DTranspose: expected a 4-D input (N, C, H, W), got shape {input_shape}")
-        self.in_channels = int(input_shape[1])
-        if self.in_channels % self.groups:
-            raise ValueError(f"Conv2DTranspose: in_channels ({self.in_channels}) must be divisible by groups "
-                             f"({self.groups})")
-        shape = (self.in_channels, self.filters // self.groups) + self.kernel_size
-        w = initializers.get_initializer(self.kernel_initializer)(shape, rng=make_rng(self.seed))
-        self.weight = Parameter(w.astype(np.float32))
-        self.bias = Parameter(np.zeros(self.filters, np.float32)) if self.use_bias else None
+        _build_conv_params(self, input_shape, lambda c: (c, self.filters // self.groups))  # (C, O/g, kh, kw)
 
     def output_shape(self, input_shape):
         """(N, filters, OH, OW) for an (N, C, H, W) input."""
@@ -276,3 +258,19 @@ def _conv_layer_backward(layer, dy, backward_fn):
     if layer.bias is not None:
         layer.bias.accumulate_grad(db)
     return dx
+
+
+def _build_conv_params(layer, input_shape, weight_lead):
+    """Shared lazy build of the conv layers: infer ``in_channels`` from an (N, C, H, W) shape, check it against
+    ``groups``, and create the weight ``weight_lead(C) + kernel_size`` (initialized by the layer's
+    initializer) and the zero bias."""
+    name = type(layer).__name__
+    if input_shape is None or len(input_shape) != 4:
+        raise ValueError(f"{name}: expected a 4-D input (N, C, H, W), got shape {input_shape}")
+    layer.in_channels = int(input_shape[1])
+    if layer.in_channels % layer.groups:
+        raise ValueError(f"{name}: in_channels ({layer.in_channels}) must be divisible by groups ({layer.groups})")
+    shape = tuple(weight_lead(layer.in_channels)) + tuple(layer.kernel_size)
+    w = initializers.get_initializer(layer.kernel_initializer)(shape, rng=make_rng(layer.seed))
+    layer.weight = Parameter(w.astype(np.float32))
+    layer.bias = Parameter(np.zeros(layer.filters, np.float32)) if layer.use_bias else None
