@@ -31,7 +31,27 @@ MODULE_REGISTRY: dict[str, type] = {}
 _summary_recorder: list | None = None  # set by summary()/capture_activations() while they trace a forward
 
 
-class Module:
+class ForwardCache:
+    """What a layer's forward keeps for its backward, and the clear error when backward comes first.
+
+    Shared by :class:`Module` and the textbook-style layers of :mod:`convnp.textbook`.
+    """
+
+    _cache = None
+
+    def _save_cache(self, cache) -> None:
+        """Keep what backward needs; skipped under ``no_grad()``."""
+        self._cache = cache if is_grad_enabled() else None
+
+    def _get_cache(self):
+        """The cache of the last forward, or a clear error if there is none."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(or the forward ran under convnp.no_grad())")
+        return self._cache
+
+
+class Module(ForwardCache):
     """Base class for layers and models. Subclasses implement ``forward`` and ``backward``
     (and optionally ``build(input_shape)`` for lazily inferred sizes)."""
 
@@ -117,17 +137,6 @@ class Module:
 
     def backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
-
-    def _save_cache(self, cache) -> None:
-        """Keep what backward needs; skipped under ``no_grad()``."""
-        self._cache = cache if is_grad_enabled() else None
-
-    def _get_cache(self):
-        """The cache of the last forward, or a clear error if there is none."""
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
-                               "(or the forward ran under convnp.no_grad())")
-        return self._cache
 
     def check_input(self, x, ndim: int, channels: int | None = None, channel_axis: int = 1) -> None:
         """Raise a ValueError naming this layer when ``x`` has the wrong rank or channel count."""

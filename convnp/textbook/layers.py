@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, is_grad_enabled, make_rng
+from ..backend import get_array_module, make_rng
 from ..functional import activation as A
 from ..functional import conv as C
 from ..functional import loss as L
 from ..functional import normalization as N
 from ..functional import pooling as P
+from ..nn.module import ForwardCache
 
 __all__ = ["Convolution", "Pooling", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout",
            "BatchNormalization"]
@@ -43,19 +44,8 @@ def _check_ndim(x, ndim, where, layout):
         raise ValueError(f"{where}: expected a {ndim}-D input {layout}, got shape {shape}")
 
 
-class _Layer:
-    """Shared bits: the forward cache, and the clear error when backward comes first."""
-
-    _cache = None
-
-    def _save(self, cache):
-        self._cache = cache if is_grad_enabled() else None
-
-    def _load(self):
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
-                               "(or the forward ran under convnp.no_grad())")
-        return self._cache
+class _Layer(ForwardCache):
+    """Shared bits: the forward cache and its clear error when backward comes first (convnp.nn's own)."""
 
     def __repr__(self):
         return f"{type(self).__name__}({self._describe()})"
@@ -102,11 +92,11 @@ class Convolution(_Layer):
             raise ValueError(f"Convolution: filter {fh}x{fw} is larger than the padded input {hp}x{wp} "
                              f"(input shape {tuple(x.shape)}, pad {self.pad})")
         out, cache = C.conv2d_forward(x, self.W, self.b, stride=self.stride, padding=self.pad)
-        self._save(cache)
+        self._save_cache(cache)
         return out
 
     def backward(self, dout):
-        dx, self.dW, self.db = C.conv2d_backward(dout, self._load())
+        dx, self.dW, self.db = C.conv2d_backward(dout, self._get_cache())
         return dx
 
     def _describe(self):
@@ -139,11 +129,11 @@ class Pooling(_Layer):
         _check_ndim(x, 4, "Pooling", "(N, C, H, W)")
         P.pool_output_shape(x.shape[2:], (self.pool_h, self.pool_w), self.stride, self.pad, "Pooling")
         out, cache = P.max_pool2d_forward(x, (self.pool_h, self.pool_w), self.stride, self.pad)
-        self._save(cache)
+        self._save_cache(cache)
         return out
 
     def backward(self, dout):
-        return P.max_pool2d_backward(dout, self._load())
+        return P.max_pool2d_backward(dout, self._get_cache())
 
     def _describe(self):
         return f"pool_h={self.pool_h}, pool_w={self.pool_w}, stride={self.stride}, pad={self.pad}"
@@ -159,11 +149,11 @@ class Relu(_Layer):
     def forward(self, x):
         out = A.relu(x)
         self.mask = out <= 0
-        self._save(out)
+        self._save_cache(out)
         return out
 
     def backward(self, dout):
-        return A.relu_backward(dout, y=self._load())
+        return A.relu_backward(dout, y=self._get_cache())
 
 
 class Sigmoid(_Layer):
@@ -174,11 +164,11 @@ class Sigmoid(_Layer):
 
     def forward(self, x):
         self.out = A.sigmoid(x)
-        self._save(self.out)
+        self._save_cache(self.out)
         return self.out
 
     def backward(self, dout):
-        return A.sigmoid_backward(dout, y=self._load())
+        return A.sigmoid_backward(dout, y=self._get_cache())
 
 
 class Affine(_Layer):
@@ -209,11 +199,11 @@ class Affine(_Layer):
         if x2.shape[1] != self.W.shape[0]:
             raise ValueError(f"Affine: input {tuple(x.shape)} has {x2.shape[1]} features per sample but W "
                              f"{tuple(self.W.shape)} expects {self.W.shape[0]}")
-        self._save((x2, x.shape))
+        self._save_cache((x2, x.shape))
         return x2 @ self.W + self.b  # (N, out)
 
     def backward(self, dout):
-        x2, shape = self._load()
+        x2, shape = self._get_cache()
         self.dW = x2.T @ dout  # (in, out)
         self.db = dout.sum(axis=0)
         return (dout @ self.W.T).reshape(shape)
@@ -242,11 +232,11 @@ class SoftmaxWithLoss(_Layer):
         value, cache = L.softmax_cross_entropy_forward(x, t, where="SoftmaxWithLoss")
         self.loss, self.t = value, t
         self.y = cache[0]  # softmax probabilities (N, K)
-        self._save(cache)
+        self._save_cache(cache)
         return self.loss
 
     def backward(self, dout=1):
-        dx = L.softmax_cross_entropy_backward(self._load())  # (y - t) / N
+        dx = L.softmax_cross_entropy_backward(self._get_cache())  # (y - t) / N
         return dx if dout == 1 else dx * dout
 
 
@@ -277,7 +267,7 @@ class Dropout(_Layer):
     def forward(self, x, train_flg=True):
         if not train_flg:
             scale = x.dtype.type(1.0 - self.dropout_ratio)
-            self._save(scale)
+            self._save_cache(scale)
             return x * scale
         xp = get_array_module(x)
         if xp is np:
@@ -285,11 +275,11 @@ class Dropout(_Layer):
         else:  # pragma: no cover - GPU only: a CuPy generator seeded from ours, as nn.Dropout does
             u = xp.random.default_rng(int(self._rng.integers(2 ** 63))).random(x.shape)
         self.mask = u > self.dropout_ratio
-        self._save(self.mask)
+        self._save_cache(self.mask)
         return x * self.mask
 
     def backward(self, dout):
-        return dout * self._load()  # the mask (training) or the scale (test)
+        return dout * self._get_cache()  # the mask (training) or the scale (test)
 
     def _describe(self):
         return f"dropout_ratio={self.dropout_ratio}"
@@ -344,11 +334,11 @@ class BatchNormalization(_Layer):
                                                        1.0 - self.momentum)
             self.running_mean[...] = new_mean  # in place: the arrays the caller passed stay in sync
             self.running_var[...] = new_var
-        self._save(cache)
+        self._save_cache(cache)
         return out
 
     def backward(self, dout):
-        dx, self.dgamma, self.dbeta = N.batch_norm_backward(dout, self._load())
+        dx, self.dgamma, self.dbeta = N.batch_norm_backward(dout, self._get_cache())
         return dx
 
     def _describe(self):
