@@ -39,18 +39,18 @@ class _SyncMixin:
             raise ValueError(f"{type(self).__name__}: expected {self.num_features} input channels, got "
                              f"{x.shape[1]} (input shape {tuple(x.shape)})")
         world = self.world
-        axes, shape = N._axes_and_shape(x)
+        _, shape = N._axes_and_shape(x)
         m = world.allreduce_sum(x.size // x.shape[1])  # values per channel over all ranks
         if m < 2:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel over all ranks "
                              f"when training, got input shape {tuple(x.shape)} on {world.size} rank(s)")
-        mean = world.allreduce_sum(x.sum(axis=axes)) / x.dtype.type(m)  # (C,)
+        mean = world.allreduce_sum(N._channel_sum(x)) / x.dtype.type(m)  # (C,)
         xc = x - mean.reshape(shape)
-        var = world.allreduce_sum((xc * xc).sum(axis=axes)) / x.dtype.type(m)  # biased (C,)
+        var = world.allreduce_sum(N._channel_dot(xc, xc)) / x.dtype.type(m)  # biased (C,)
         w = self.weight.data if self.weight is not None else None
         b = self.bias.data if self.bias is not None else None
         # the eval-mode map normalizes with the statistics it is given: here the global batch ones
-        y, (x_hat, inv_std, _, _), _ = N.batch_norm_forward(x, w, b, mean, var, training=False, eps=self.eps)
+        y, (xc, inv_std, _, _), _ = N.batch_norm_forward(x, w, b, mean, var, training=False, eps=self.eps)
         xp = get_array_module(self.running_mean)
         tracked = self.num_batches_tracked + 1
         object.__setattr__(self, "num_batches_tracked", xp.asarray(tracked, dtype=xp.int64))
@@ -58,22 +58,22 @@ class _SyncMixin:
         rm, rv = N.update_running_stats(self.running_mean, self.running_var, mean, var * (m / (m - 1)), momentum)
         object.__setattr__(self, "running_mean", rm)
         object.__setattr__(self, "running_var", rv)
-        self._save_cache(("sync", x_hat, inv_std, w, m))
+        self._save_cache(("sync", xc, inv_std, w, m))
         return y
 
     def backward(self, dy):
         cache = self._get_cache()
         if not (isinstance(cache, tuple) and cache and isinstance(cache[0], str) and cache[0] == "sync"):
             return super().backward(dy)  # the forward ran in eval mode
-        _, x_hat, inv_std, w, m = cache
-        axes, shape = N._axes_and_shape(dy)
+        _, xc, inv_std, w, m = cache
+        _, shape = N._axes_and_shape(dy)
         xp = get_array_module(dy)
         c = dy.shape[1]
-        local = xp.concatenate([dy.sum(axis=axes), (dy * x_hat).sum(axis=axes)])  # (2C,) one all-reduce
+        local = xp.concatenate([N._channel_sum(dy), N._channel_dot(dy, xc) * inv_std])  # (2C,) one all-reduce
         total = self.world.allreduce_sum(local)
         g_scale = inv_std if w is None else inv_std * w  # (C,)
         dx = dy - (total[:c] / m).reshape(shape)
-        dx -= x_hat * (total[c:] / m).reshape(shape)
+        dx -= xc * (inv_std * total[c:] / m).reshape(shape)  # x_hat = xc * inv_std
         dx *= g_scale.reshape(shape)
         if self.weight is not None:
             self.weight.accumulate_grad(local[c:].copy())  # local sums: allreduce_gradients averages them

@@ -31,6 +31,22 @@ def _axes_and_shape(x):
     return axes, shape
 
 
+def _channel_sum(a):
+    """sum of ``a`` (N, C, ...) over every axis but 1: (C,). A matrix-vector product over the contiguous
+    spatial axis, then a sum over the batch (NumPy's reduction over axes (0, 2, 3) is several times slower)."""
+    a3 = a.reshape(a.shape[0], a.shape[1], -1)
+    if a3.shape[2] == 1:
+        return a3[:, :, 0].sum(axis=0)
+    ones = get_array_module(a).ones(a3.shape[2], dtype=a.dtype)
+    return (a3 @ ones).sum(axis=0)
+
+
+def _channel_dot(a, b):
+    """sum(a * b) over every axis but 1, without the (N, C, ...) temporary: (C,)."""
+    xp = get_array_module(a)
+    return xp.einsum("ncl,ncl->c", a.reshape(a.shape[0], a.shape[1], -1), b.reshape(b.shape[0], b.shape[1], -1))
+
+
 def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var=None, training=True,
                        eps=1e-5):
     """Normalize ``x`` per channel (axis 1).
@@ -42,19 +58,20 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         training: True normalizes with batch statistics, False with the running ones.
         eps: added to the variance.
     Returns:
-        (y, cache, (batch_mean, batch_var_unbiased)); the statistics are None in eval mode.
+        (y, cache, (batch_mean, batch_var_unbiased)); the statistics are None in eval mode. The cache holds
+        the centred input xc = x - mean and inv_std = 1/sqrt(var + eps), so x_hat = xc * inv_std.
     Shape: y has the shape of x.
     Example: ``y, cache, stats = batch_norm_forward(x, w, b, training=True)``.
     """
-    axes, shape = _axes_and_shape(x)
+    _, shape = _axes_and_shape(x)
     m = x.size // x.shape[1]
     if training:
         if m < 2:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
                              f"shape {tuple(x.shape)}")
-        mean = x.mean(axis=axes)  # (C,)
+        mean = _channel_sum(x) / x.dtype.type(m)  # (C,)
         xc = x - mean.reshape(shape)
-        var = (xc * xc).mean(axis=axes)  # biased (C,)
+        var = _channel_dot(xc, xc) / x.dtype.type(m)  # biased (C,)
         stats = (mean, var * (m / (m - 1)))
     else:
         if running_mean is None or running_var is None:
@@ -63,27 +80,28 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         var = running_var.astype(x.dtype, copy=False)
         stats = (None, None)
     inv_std = 1.0 / get_array_module(x).sqrt(var + x.dtype.type(eps))  # (C,)
-    x_hat = xc * inv_std.reshape(shape)
-    y = x_hat * weight.reshape(shape) if weight is not None else x_hat.copy()
+    scale = inv_std if weight is None else inv_std * weight  # y = xc * scale + bias: one pass, no x_hat
+    y = xc * scale.reshape(shape)
     if bias is not None:
         y += bias.reshape(shape)
-    return y, (x_hat, inv_std, weight, training), stats
+    return y, (xc, inv_std, weight, training), stats
 
 
 def batch_norm_backward(dy, cache):
     """Gradients of :func:`batch_norm_forward`: (dx, dweight, dbias); dweight/dbias are None without affine.
     Shape: dy like x; dweight, dbias (C,)."""
-    x_hat, inv_std, weight, training = cache
-    axes, shape = _axes_and_shape(dy)
-    dbias = dy.sum(axis=axes)
-    dweight = (dy * x_hat).sum(axis=axes)
+    xc, inv_std, weight, training = cache
+    _, shape = _axes_and_shape(dy)
+    dbias = _channel_sum(dy)
+    dweight = _channel_dot(dy, xc) * inv_std  # sum(dy * x_hat)
     g_scale = inv_std if weight is None else inv_std * weight  # (C,)
     if training:
         m = dy.size // dy.shape[1]
-        # dx = gamma*inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat))
-        dx = dy - (dbias / m).reshape(shape)
-        dx -= x_hat * (dweight / m).reshape(shape)
-        dx *= g_scale.reshape(shape)
+        # dx = gamma*inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)), x_hat = xc * inv_std
+        dx = dy * g_scale.reshape(shape)
+        coef = xc * (g_scale * inv_std * dweight / m).reshape(shape)
+        dx -= coef
+        dx -= (g_scale * dbias / m).reshape(shape)
     else:
         dx = dy * g_scale.reshape(shape)
     if weight is None:
