@@ -13,6 +13,7 @@ needs: ReLU uses x, sigmoid/tanh/softmax use y). Formulas:
 """
 from __future__ import annotations
 
+from .. import accel
 from ..backend import get_array_module
 
 
@@ -31,6 +32,8 @@ def relu(x):
 
 def relu_backward(dy, x=None, y=None):
     ref = x if x is not None else y  # y > 0 exactly where x > 0
+    if accel.enabled_for(dy, ref) and dy.shape == ref.shape and dy.flags.c_contiguous and ref.flags.c_contiguous:
+        return accel.kernels.relu_backward(dy, ref)  # one pass, no boolean temporary
     return dy * (ref > 0)
 
 

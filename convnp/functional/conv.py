@@ -34,6 +34,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .. import accel
 from ..backend import get_array_module, is_grad_enabled
 from ._args import int_pair
 from ..cuda import ops as cuda_ops
@@ -141,6 +142,8 @@ def _im2col(xpad, g: _Geom, buf=None):
         col = xp.empty(shape, dtype=xpad.dtype)
     else:
         col = buf[:n * c * g.kh * g.kw * g.oh * g.ow].reshape(shape)
+    if accel.enabled_for(xpad, col):  # compiled kernel, one image plane per task
+        return accel.kernels.im2col(xpad, g, col, batch_major=True).reshape(n, c * g.kh * g.kw, g.oh * g.ow)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -161,6 +164,8 @@ def _col2im(col, padded_shape, g: _Geom, out=None):
     col = col.reshape(n, c, g.kh, g.kw, g.oh, g.ow)
     if out is None:
         out = xp.zeros(padded_shape, dtype=col.dtype)
+    if accel.enabled_for(col, out) and out.flags.c_contiguous:
+        return accel.kernels.col2im(col, out, g, batch_major=True)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -184,6 +189,8 @@ def _im2col_t(xpad, g: _Geom, buf=None):
             col = col.reshape(k, n, g.oh * g.ow)
             col[...] = col_nkl.transpose(1, 0, 2)  # (K, N, L)
             return col.reshape(k, m)
+    if accel.enabled_for(xpad, col):
+        return accel.kernels.im2col(xpad, g, col, batch_major=False).reshape(k, m)
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     xt = xpad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view: the batch moves next to the pixels
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
@@ -207,6 +214,8 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     if out is None:
         out = xp.zeros(padded_shape, dtype=col.dtype)
+    if accel.enabled_for(col, out) and out.flags.c_contiguous:
+        return accel.kernels.col2im(col, out, g, batch_major=False)
     ot = out.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view of out
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
@@ -222,6 +231,8 @@ def _pad_wide(x, pads, mode):
     xp = get_array_module(x)
     (t, b), (l, r) = pads
     n, c, h, w = x.shape
+    if mode == "zeros" and accel.enabled_for(x):
+        return accel.kernels.pad_zeros(x, t, l, (n, c, h + t + b + 1, w + l + r))
     out = xp.zeros((n, c, h + t + b + 1, w + l + r), dtype=x.dtype)
     if mode == "zeros":
         out[:, :, t:t + h, l:l + w] = x
@@ -241,6 +252,8 @@ def _im2col_wide(xpad1, g: _Geom, buf=None):
     n, c, hp1, wp = xpad1.shape
     lw, k = g.oh * wp, c * g.kh * g.kw
     col = xp.empty(k * n * lw, dtype=xpad1.dtype) if buf is None else buf[:k * n * lw]
+    if accel.enabled_for(xpad1, col) and xpad1.flags.c_contiguous:
+        return accel.kernels.im2col_wide(xpad1, g, col)
     col = col.reshape(c, g.kh, g.kw, n, lw)
     xt = xpad1.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view
     for i in range(g.kh):
@@ -255,9 +268,11 @@ def _col2im_wide(col, padded1_shape, g: _Geom, out=None):
     xp = get_array_module(col)
     n, c, hp1, wp = padded1_shape
     lw = g.oh * wp
-    col = col.reshape(c, g.kh, g.kw, n, lw)
     if out is None:
         out = xp.zeros(padded1_shape, dtype=col.dtype)
+    if accel.enabled_for(col, out) and out.flags.c_contiguous and col.flags.c_contiguous:
+        return accel.kernels.col2im_wide(col, out, g)
+    col = col.reshape(c, g.kh, g.kw, n, lw)
     ot = out.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view of out
     for i in range(g.kh):
         for j in range(g.kw):
@@ -315,6 +330,9 @@ def _gemm_to_nchw(y2, n, oh, ow, bias=None, out=None):
     y4 = y2.reshape(o, n, oh, -1)[:, :, :, :ow].transpose(1, 0, 2, 3)  # (n, O, OH, OW) view
     if out is None:
         out = xp.empty(y4.shape, dtype=y2.dtype)
+    if accel.enabled_for(y2, out, *(() if bias is None else (bias,))) and out.flags.c_contiguous \
+            and y2.flags.c_contiguous:
+        return accel.kernels.gemm_to_nchw(y2, n, oh, bias, out)
     if bias is None:
         out[...] = y4
     else:
@@ -326,6 +344,8 @@ def _nchw_to_gemm(dy, wg):
     """(n, O, OH, OW) -> (O, n*OH*Wg) (a copy; wide columns Wg > OW are zero, so they add nothing)."""
     xp = get_array_module(dy)
     n, o, oh, ow = dy.shape
+    if accel.enabled_for(dy):
+        return accel.kernels.nchw_to_gemm(dy, wg)
     if wg == ow:
         return xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(o, n * oh * ow)
     dy2 = xp.zeros((o, n, oh, wg), dtype=dy.dtype)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import accel
 from ..backend import get_array_module
 from ._args import int_pair
 from ..cuda import ops as cuda_ops
@@ -146,6 +147,11 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
             cache = _KernelArgmaxCache((xpad, found[0], x.shape, out_hw, pads, k, s))
             cache.argmax = found[1]  # (N, C, OH, OW) int32, read by max_pool2d_backward
             return found[0], cache
+    if k == (2, 2) and accel.enabled_for(x):  # CPU: the compiled one-pass max + argmax kernel
+        y, flat_argmax = accel.kernels.max_pool2d(xpad, out_hw, k, s)
+        cache = _KernelArgmaxCache((xpad, y, x.shape, out_hw, pads, k, s))
+        cache.flat_argmax = flat_argmax  # (N, C, OH, OW) int32: row * Wp + col in the padded plane
+        return y, cache
     win = _windows(xpad, out_hw, k, s)  # (N, C, OH, kh, OW, kw) view
     # an elementwise maximum over the kh*kw window offsets (strided slices) is ~20x faster than a
     # reduction over the window axes of the view, for overlapping and disjoint windows alike
@@ -159,8 +165,10 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
 
 
 class _KernelArgmaxCache(tuple):
-    """The max-pool cache tuple plus ``argmax`` from the GPU kernel (unpacks like the plain tuple)."""
+    """The max-pool cache tuple plus the argmax a kernel found (unpacks like the plain tuple): ``argmax``
+    (GPU: window index) or ``flat_argmax`` (CPU accel: index in the padded plane)."""
     argmax = None
+    flat_argmax = None
 
 
 def max_pool2d_argmax(cache):
@@ -180,6 +188,11 @@ def max_pool2d_backward(dy, cache):
     """dx of :func:`max_pool2d_forward`: each dy goes to the first maximum of its window; overlapping
     windows (stride < pool) add their contributions. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
     xpad, y, x_shape, out_hw, pads, k, s = cache
+    flat_argmax = getattr(cache, "flat_argmax", None)
+    if flat_argmax is not None and accel.enabled_for(dy, xpad):  # CPU: the compiled scatter over the argmax
+        dxpad = accel.kernels.max_pool2d_backward(dy, flat_argmax, xpad.shape)
+        (t, _), (l, _) = pads
+        return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
     if getattr(cache, "argmax", None) is not None:  # GPU: gather kernel over the forward's argmax
         dx = cuda_ops.max_pool2d_backward(dy, cache.argmax, x_shape, pads, k, s)
         if dx is not None:

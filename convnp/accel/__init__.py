@@ -1,0 +1,81 @@
+"""Optional compiled CPU kernels (numba) for the memory-bound steps around the matrix products.
+
+NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a NumPy twin in
+``convnp.functional`` / ``convnp.optim`` that computes the same numbers, and the tests compare the two.
+What the kernels buy is one pass over memory where NumPy makes several (a max pool with its argmax, a
+fused Adam step), cache-sized work per image plane (im2col/col2im), and all cores (NumPy's elementwise
+ops run on one).
+
+They are used when all of these hold:
+
+* numba is installed (``pip install "convnp[fast]"``);
+* the environment variable ``CONVNP_ACCEL`` is not ``0`` and :func:`set_enabled` was not called with False;
+* the arrays are NumPy arrays of float32 or float64 (CuPy arrays take convnp's CUDA kernels instead).
+
+Example::
+
+    import convnp.accel
+    convnp.accel.available()            # True when the kernels will be used
+    with convnp.accel.disabled():       # the NumPy reference path, e.g. to compare
+        ...
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+
+import numpy as np
+
+__all__ = ["available", "enabled_for", "set_enabled", "disabled", "set_num_threads", "kernels"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_state = {"enabled": os.environ.get("CONVNP_ACCEL", "1").strip() not in ("0", "false", "off", "no"),
+          "numba": importlib.util.find_spec("numba") is not None}
+
+
+def available() -> bool:
+    """True when numba is installed and the kernels are switched on."""
+    return _state["enabled"] and _state["numba"]
+
+
+def enabled_for(*arrays) -> bool:
+    """True when the kernels are on and every array is a NumPy float32/float64 array (of one dtype)."""
+    if not available():
+        return False
+    dtype = None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype not in _FLOATS or (dtype is not None and a.dtype != dtype):
+            return False
+        dtype = a.dtype
+    return True
+
+
+def set_enabled(flag: bool) -> bool:
+    """Switch the kernels on or off for this process; returns the previous setting."""
+    previous = _state["enabled"]
+    _state["enabled"] = bool(flag)
+    return previous
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run a block on the NumPy reference path."""
+    previous = set_enabled(False)
+    try:
+        yield
+    finally:
+        set_enabled(previous)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels use (numba's pool; at most the number it started with, normally the core count)."""
+    if _state["numba"]:
+        import numba
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def __getattr__(name):  # ``convnp.accel.kernels`` compiles lazily: importing convnp never imports numba
+    if name == "kernels":
+        return importlib.import_module(__name__ + ".kernels")
+    raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

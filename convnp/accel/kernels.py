@@ -1,0 +1,297 @@
+"""numba kernels behind :mod:`convnp.accel`: each one computes what a NumPy function of convnp computes.
+
+Every kernel runs ``prange`` over independent image planes (or flat elements), so threads never write
+the same memory, and reads/writes each plane while it sits in the CPU cache. Layouts (all C-contiguous
+unless said otherwise; "planes" are (N*C) images of Hp x Wp):
+
+=====================  =====================================================  ===============================
+kernel                 computes                                               NumPy twin
+=====================  =====================================================  ===============================
+relu_backward          dx = dy where ref > 0, else 0                          ...activation.relu_backward
+max_pool2d             2x2 windows: y = window max, flat argmax of the first    functional.pooling (forward)
+                       max (row-major), or -1 when the window holds a NaN
+max_pool2d_backward    dx[argmax cell] += dy                                  functional.pooling (backward)
+im2col_wide            col[c, i, j, n, q] = x[n, c, i*dh*Wp + j*dw + q]       functional.conv._im2col_wide
+col2im_wide            out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]    functional.conv._col2im_wide
+im2col                 col[c, i, j, n, oh, ow] = x[n, c, oh*sh + i*dh,        functional.conv._im2col(_t)
+                       ow*sw + j*dw] (col any strided 6-D view)
+col2im                 the adjoint of im2col (overlaps summed)                functional.conv._col2im(_t)
+gemm_to_nchw           out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])           functional.conv._gemm_to_nchw
+nchw_to_gemm           out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW     functional.conv._nchw_to_gemm
+pad_zeros              zero frame of (top, left) offset around x              functional.conv._pad_wide
+adam                   one fused Adam/AdamW step in place                     optim.Adam._update
+=====================  =====================================================  ===============================
+
+Compiled on first use (a few seconds each, then cached on disk by numba).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_JIT = dict(parallel=False, cache=True, nogil=True)
+
+
+# ----------------------------------------------------------------------------- ReLU backward
+@njit(**_JIT)
+def _relu_backward(dy, ref, out):
+    for i in prange(dy.size):
+        out[i] = dy[i] if ref[i] > 0 else 0
+
+
+def relu_backward(dy, ref):
+    """dy where ref > 0, else 0 (ref is the ReLU's input or output). Shape: like dy."""
+    out = np.empty_like(dy)
+    _relu_backward(dy.reshape(-1), ref.reshape(-1), out.reshape(-1))
+    return out
+
+
+# ----------------------------------------------------------------------------- max pooling
+@njit(**_JIT)
+def _max_pool_2x2(x, sh, sw, y, arg):
+    """2x2 windows: y[p, r, q] = window max; arg = flat index (row * Wp + col) of its first max in the
+    plane, -1 where the window holds a NaN (y is NaN there, as np.maximum gives). Straight-line
+    compare-and-select per window (no loops, no branches), which LLVM vectorizes over q."""
+    planes, oh_n, ow_n = y.shape
+    wp = x.shape[2]
+    for p in prange(planes):
+        for r in range(oh_n):
+            top = r * sh
+            x0, x1 = x[p, top], x[p, top + 1]
+            yr, ar = y[p, r], arg[p, r]
+            for q in range(ow_n):
+                c = q * sw
+                a, b, d, e = x0[c], x0[c + 1], x1[c], x1[c + 1]
+                right = b > a  # ties keep the first (row-major) cell
+                m1 = b if right else a
+                i1 = c + 1 if right else c
+                right2 = e > d
+                m2 = e if right2 else d
+                i2 = c + 1 + wp if right2 else c + wp
+                lower = m2 > m1
+                has_nan = (a != a) | (b != b) | (d != d) | (e != e)
+                yr[q] = np.nan if has_nan else (m2 if lower else m1)
+                ar[q] = -1 if has_nan else top * wp + (i2 if lower else i1)
+
+
+@njit(**_JIT)
+def _max_pool_backward(dy, arg, dx):
+    """dx (planes, Hp*Wp) = 0, then dx[p, arg] += dy (overlapping windows add up; arg -1 gives nothing)."""
+    planes, oh_n, ow_n = dy.shape
+    for p in prange(planes):
+        dx[p] = 0
+        for r in range(oh_n):
+            for q in range(ow_n):
+                a = arg[p, r, q]
+                if a >= 0:
+                    dx[p, a] += dy[p, r, q]
+
+
+def max_pool2d(xpad, out_hw, k, s):
+    """2x2 max pool of a padded (N, C, Hp, Wp) array, any stride: (y (N, C, OH, OW), flat argmax int32
+    (N, C, OH, OW)) where the argmax is row * Wp + col inside the padded plane."""
+    if tuple(k) != (2, 2):
+        raise ValueError(f"accel.kernels.max_pool2d: only 2x2 windows, got {tuple(k)}")
+    n, c, hp, wp = xpad.shape
+    y = np.empty((n, c) + tuple(out_hw), dtype=xpad.dtype)
+    arg = np.empty(y.shape, dtype=np.int32)
+    _max_pool_2x2(np.ascontiguousarray(xpad).reshape(n * c, hp, wp), s[0], s[1],
+                  y.reshape(n * c, *out_hw), arg.reshape(n * c, *out_hw))
+    return y, arg
+
+
+def max_pool2d_backward(dy, arg, padded_shape):
+    """Gradient of :func:`max_pool2d` w.r.t. the padded input: (N, C, Hp, Wp)."""
+    n, c, hp, wp = padded_shape
+    dx = np.empty(padded_shape, dtype=dy.dtype)
+    oh, ow = dy.shape[2:]
+    _max_pool_backward(np.ascontiguousarray(dy).reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
+                       dx.reshape(n * c, hp * wp))
+    return dx
+
+
+# ----------------------------------------------------------------------------- im2col / col2im
+@njit(**_JIT)
+def _im2col_wide(x, kh, kw, dh, dw, wp, col):
+    n_n, c_n = x.shape[0], x.shape[1]
+    lw = col.shape[4]
+    for t in prange(c_n * n_n):
+        c, n = t // n_n, t % n_n
+        for i in range(kh):
+            for j in range(kw):
+                off = i * dh * wp + j * dw
+                for q in range(lw):
+                    col[c, i, j, n, q] = x[n, c, off + q]
+
+
+@njit(**_JIT)
+def _col2im_wide(col, kh, kw, dh, dw, wp, out):
+    n_n, c_n = out.shape[0], out.shape[1]
+    lw = col.shape[4]
+    for t in prange(c_n * n_n):
+        c, n = t // n_n, t % n_n
+        for i in range(kh):
+            for j in range(kw):
+                off = i * dh * wp + j * dw
+                for q in range(lw):
+                    out[n, c, off + q] += col[c, i, j, n, q]
+
+
+def im2col_wide(xpad1, g, col):
+    """Stride-1 "wide" patches: (N, C, Hp+1, Wp) -> col (C*kh*kw, N*OH*Wp) written into ``col`` (1-D storage)."""
+    n, c, hp1, wp = xpad1.shape
+    lw = g.oh * wp
+    col5 = col.reshape(c, g.kh, g.kw, n, lw)
+    _im2col_wide(xpad1.reshape(n, c, hp1 * wp), g.kh, g.kw, g.dh, g.dw, wp, col5)
+    return col5.reshape(c * g.kh * g.kw, n * lw)
+
+
+def col2im_wide(col, out, g):
+    """Adjoint of :func:`im2col_wide`, added into the C-contiguous ``out`` (N, C, Hp+1, Wp)."""
+    n, c, hp1, wp = out.shape
+    _col2im_wide(col.reshape(c, g.kh, g.kw, n, g.oh * wp), g.kh, g.kw, g.dh, g.dw, wp,
+                 out.reshape(n, c, hp1 * wp))
+    return out
+
+
+@njit(**_JIT)
+def _im2col(x, kh, kw, sh, sw, dh, dw, col):  # col indexed [c, i, j, n, oh, ow], any strides
+    n_n, c_n = x.shape[0], x.shape[1]
+    oh_n, ow_n = col.shape[4], col.shape[5]
+    for t in prange(n_n * c_n):
+        n, c = t // c_n, t % c_n
+        for i in range(kh):
+            for j in range(kw):
+                for oh in range(oh_n):
+                    r = oh * sh + i * dh
+                    for ow in range(ow_n):
+                        col[c, i, j, n, oh, ow] = x[n, c, r, ow * sw + j * dw]
+
+
+@njit(**_JIT)
+def _col2im(col, kh, kw, sh, sw, dh, dw, out):
+    n_n, c_n = out.shape[0], out.shape[1]
+    oh_n, ow_n = col.shape[4], col.shape[5]
+    for t in prange(n_n * c_n):
+        n, c = t // c_n, t % c_n
+        for i in range(kh):
+            for j in range(kw):
+                for oh in range(oh_n):
+                    r = oh * sh + i * dh
+                    for ow in range(ow_n):
+                        out[n, c, r, ow * sw + j * dw] += col[c, i, j, n, oh, ow]
+
+
+def _col_view(col, n, c, g, batch_major):
+    """(c, i, j, n, oh, ow)-indexed view of patch storage laid out (N, C, kh, kw, OH, OW) or (C, kh, kw, N, OH, OW)."""
+    if batch_major:
+        return col.reshape(n, c, g.kh, g.kw, g.oh, g.ow).transpose(1, 2, 3, 0, 4, 5)
+    return col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
+
+
+def im2col(xpad, g, col, batch_major):
+    """Patches of a padded (N, C, Hp, Wp) array written into ``col`` storage (N*C*kh*kw*OH*OW values),
+    ordered (N, C, kh, kw, OH, OW) when ``batch_major`` else (C, kh, kw, N, OH, OW). Returns ``col``."""
+    n, c = xpad.shape[:2]
+    _im2col(np.ascontiguousarray(xpad), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, _col_view(col, n, c, g, batch_major))
+    return col
+
+
+def col2im(col, out, g, batch_major):
+    """Adjoint of :func:`im2col`: patches added into the C-contiguous ``out`` (N, C, Hp, Wp). Returns ``out``."""
+    n, c = out.shape[:2]
+    _col2im(_col_view(col, n, c, g, batch_major), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- layout copies
+@njit(**_JIT)
+def _gemm_to_nchw(y2, bias, has_bias, out):
+    n_n, o_n, oh_n, ow_n = out.shape
+    for t in prange(n_n * o_n):
+        n, o = t // o_n, t % o_n
+        b = bias[o] if has_bias else 0
+        for r in range(oh_n):
+            for q in range(ow_n):
+                out[n, o, r, q] = y2[o, n, r, q] + b if has_bias else y2[o, n, r, q]
+
+
+@njit(**_JIT)
+def _nchw_to_gemm(dy, out):
+    n_n, o_n, oh_n, ow_n = dy.shape
+    wg = out.shape[3]
+    for t in prange(o_n * n_n):
+        o, n = t // n_n, t % n_n
+        for r in range(oh_n):
+            for q in range(ow_n):
+                out[o, n, r, q] = dy[n, o, r, q]
+            for q in range(ow_n, wg):
+                out[o, n, r, q] = 0
+
+
+@njit(**_JIT)
+def _pad_zeros(x, top, left, out):
+    n_n, c_n, h, w = x.shape
+    for t in prange(n_n * c_n):
+        n, c = t // c_n, t % c_n
+        out[n, c] = 0
+        for r in range(h):
+            for q in range(w):
+                out[n, c, top + r, left + q] = x[n, c, r, q]
+
+
+def gemm_to_nchw(y2, n, oh, bias, out):
+    """(O, n*OH*Wg) -> ``out`` (n, O, OH, OW) plus bias (O,) or None."""
+    o = y2.shape[0]
+    y4 = y2.reshape(o, n, oh, -1)
+    has_bias = bias is not None
+    _gemm_to_nchw(y4, bias if has_bias else np.zeros(o, y2.dtype), has_bias, out)
+    return out
+
+
+def nchw_to_gemm(dy, wg):
+    """(n, O, OH, OW) -> (O, n*OH*Wg), columns OW..Wg-1 zero."""
+    n, o, oh, ow = dy.shape
+    out = np.empty((o, n, oh, wg), dtype=dy.dtype)
+    _nchw_to_gemm(np.ascontiguousarray(dy), out)
+    return out.reshape(o, n * oh * wg)
+
+
+def pad_zeros(x, top, left, shape):
+    """A zero array of ``shape`` (N, C, H', W') with x at offset (top, left)."""
+    out = np.empty(shape, dtype=x.dtype)
+    _pad_zeros(np.ascontiguousarray(x), top, left, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- Adam
+@njit(**_JIT)
+def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps, decay, decoupled):
+    for i in prange(p.size):
+        gi = g[i]
+        pi = p[i]
+        if decoupled:
+            pi = pi * decay
+        elif decay != 0:
+            gi = gi + decay * pi
+        mi = m[i] + one_minus_b1 * (gi - m[i])
+        vi = v[i] * b2 + one_minus_b2 * (gi * gi)
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - step_size * (mi / (math.sqrt(vi) / bc2_sqrt + eps))
+
+
+def adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
+    """One Adam (or AdamW when ``decoupled``) step in place on C-contiguous p, m, v with gradient g.
+
+    The scalars are cast to p's dtype, so a float32 step does float32 arithmetic like the NumPy twin."""
+    t = p.dtype.type
+    if decoupled:
+        decay = 1.0 - lr * weight_decay
+    else:
+        decay = weight_decay
+    _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1), t(1.0 - beta1), t(beta2),
+          t(1.0 - beta2), t(lr / (1.0 - beta1 ** step)), t(math.sqrt(1.0 - beta2 ** step)), t(eps), t(decay),
+          bool(decoupled))

@@ -1,0 +1,203 @@
+"""convnp.accel: every compiled kernel gives what its NumPy twin gives (the NumPy path is the reference).
+
+The rest of the suite runs with the kernels on (numba is in the test extra), so torch conformance and the
+gradient checks cover the accelerated path; here each hooked function runs both ways on a grid.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+import convnp  # noqa: E402
+from convnp import accel, optim  # noqa: E402
+from convnp.functional import activation as A  # noqa: E402
+from convnp.functional import conv as C  # noqa: E402
+from convnp.functional import pooling as P  # noqa: E402
+from convnp.nn.losses import CrossEntropyLoss  # noqa: E402
+from convnp.nn.parameter import Parameter  # noqa: E402
+
+
+def both_ways(fn):
+    """(result with the kernels, result on the NumPy path)."""
+    assert accel.available()
+    with_kernels = fn()
+    with accel.disabled():
+        reference = fn()
+    return with_kernels, reference
+
+
+def assert_same(a, b, dtype):
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# (N, C, H, W, filters, kernel, stride, padding, dilation, groups, padding_mode): the wide stride-1 layout,
+# strided, dilated, grouped, non-zero padding modes, the per-sample path (K < O) and 1x1
+CONV_GRID = [
+    (3, 4, 9, 8, 5, 3, 1, 1, 1, 1, "zeros"), (3, 4, 9, 8, 6, 3, 2, 1, 1, 1, "zeros"),
+    (2, 4, 10, 11, 4, 3, 1, "same", 2, 1, "zeros"), (2, 6, 8, 8, 6, 3, 1, 1, 1, 3, "zeros"),
+    (2, 3, 8, 9, 4, (3, 2), (2, 1), ((1, 0), (2, 1)), 1, 1, "reflect"), (2, 2, 7, 7, 8, 5, 1, 0, 1, 1, "zeros"),
+    (2, 2, 7, 7, 8, 3, 2, 1, 1, 1, "circular"), (2, 5, 6, 6, 3, 1, 1, 0, 1, 1, "zeros"),
+    (2, 4, 9, 9, 4, 3, 1, 1, 1, 1, "replicate"), (20, 16, 14, 14, 32, 3, 1, 1, 1, 1, "zeros"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CONV_GRID)
+def test_conv2d_forward_and_backward_equal_numpy_path(case, dtype, monkeypatch):
+    n, c, h, w, f, k, s, p, d, groups, mode = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    wt = rng.standard_normal((f, c // groups, kh, kw)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+
+    def run():
+        y, cache = C.conv2d_forward(x, wt, b, stride=s, padding=p, dilation=d, groups=groups, padding_mode=mode)
+        dy = np.cos(y)  # deterministic and shaped like y
+        return (y,) + C.conv2d_backward(dy, cache)
+
+    for block_bytes in (C.COL_BLOCK_BYTES, 4096):  # cached patches and the block-streaming path
+        monkeypatch.setattr(C, "COL_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(C, "COL_CHUNK_BYTES", max(block_bytes, 8 * 2 ** 20) if block_bytes > 4096 else 4096)
+        fast, ref = both_ways(run)
+        for a, r in zip(fast, ref):
+            assert_same(a, r, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (2, 1, 0), (2, 3, 0), (2, 2, 1), (2, 2, "same"), ((2, 2), (1, 2), (1, 0))])
+def test_max_pool_2x2_equal_numpy_path_with_ties(k, s, p, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.integers(-2, 3, size=(3, 4, 9, 7)).astype(dtype)  # many ties, many all-equal windows
+    x[0, 0] = 0.0  # whole plane tied: the first cell of every window takes the gradient
+    dy = rng.standard_normal(P.max_pool2d_forward(x, k, s, p)[0].shape).astype(dtype)
+
+    def run():
+        y, cache = P.max_pool2d_forward(x, k, s, p)
+        return y, P.max_pool2d_backward(dy, cache)
+
+    (y, dx), (y_ref, dx_ref) = both_ways(run)
+    np.testing.assert_array_equal(y, y_ref)
+    assert_same(dx, dx_ref, dtype)
+    assert dx.shape == x.shape
+
+
+def test_max_pool_nan_window_gives_nan_and_no_gradient_both_ways():
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    x[0, 0, 1, 1] = np.nan
+    dy = np.ones((1, 2, 2, 2), np.float32)
+
+    def run():
+        y, cache = P.max_pool2d_forward(x, 2)
+        return y, P.max_pool2d_backward(dy, cache)
+
+    (y, dx), (y_ref, dx_ref) = both_ways(run)
+    np.testing.assert_array_equal(y, y_ref)  # NaN where the window holds one (assert_array_equal: NaN == NaN)
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1, 1])
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert dx[0, 0, :2, :2].sum() == 0 and dx[0, 1].sum() == 4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_equal_numpy_path(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(dtype)
+    x[0, 0, 0] = 0.0  # the boundary: no gradient at exactly 0
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    fast, ref = both_ways(lambda: A.relu_backward(dy, x))
+    np.testing.assert_array_equal(fast, ref)
+    assert fast[0, 0, 0].sum() == 0
+
+
+@pytest.mark.parametrize("cls,kwargs", [(optim.Adam, {}), (optim.Adam, {"weight_decay": 0.1}),
+                                        (optim.AdamW, {"weight_decay": 0.05}),
+                                        (optim.Adam, {"betas": (0.8, 0.99), "eps": 1e-6})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_equal_numpy_path_over_5_steps(cls, kwargs, dtype):
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal((7, 5)).astype(dtype)
+    grads = [rng.standard_normal((7, 5)).astype(dtype) for _ in range(5)]
+
+    def run():
+        p = Parameter(start.copy())
+        opt = cls([p], lr=1e-2, **kwargs)
+        for g in grads:
+            p.grad = g.copy()
+            opt.step()
+        return p.data, next(iter(opt.state.values()))["exp_avg_sq"]
+
+    (p, v), (p_ref, v_ref) = both_ways(run)
+    assert_same(p, p_ref, dtype)
+    assert_same(v, v_ref, dtype)
+    assert not np.allclose(p, start)
+
+
+def test_amsgrad_takes_the_numpy_path_and_still_matches():
+    p = Parameter(np.ones(4, np.float32))
+    opt = optim.Adam([p], lr=0.1, amsgrad=True)
+    p.grad = np.full(4, 0.5, np.float32)
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.9, rtol=1e-5)  # first step moves every weight by lr
+
+
+@pytest.mark.parametrize("model_name", ["simple_convnet", "deep_convnet"])
+def test_training_step_of_textbook_nets_equal_numpy_path(model_name):
+    rng = np.random.default_rng(4)
+    x = rng.random((8, 1, 28, 28), dtype=np.float32)
+    t = rng.integers(0, 10, 8)
+
+    def run():
+        model = convnp.models.get_model(model_name, seed=0)
+        model.train()
+        if hasattr(model, "dropout"):
+            model.dropout.rate = 0.0  # both runs must see the same network
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = CrossEntropyLoss()
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            losses.append(float(loss_fn(model(x), t)))
+            model.backward(loss_fn.backward())
+            opt.step()
+        return np.array(losses), np.concatenate([p.data.ravel() for p in model.parameters()])
+
+    (losses, weights), (losses_ref, weights_ref) = both_ways(run)
+    np.testing.assert_allclose(losses, losses_ref, rtol=1e-5)
+    np.testing.assert_allclose(weights, weights_ref, rtol=1e-4, atol=1e-6)
+    assert losses[-1] < losses[0]
+
+
+def test_enabled_for_checks_type_dtype_and_switch():
+    a32, a64 = np.zeros(3, np.float32), np.zeros(3, np.float64)
+    assert accel.enabled_for(a32, a32)
+    assert not accel.enabled_for(a32, a64)  # mixed dtypes stay on NumPy
+    assert not accel.enabled_for(np.zeros(3, np.int64))
+    assert not accel.enabled_for(a32.view(np.ma.MaskedArray))
+    with accel.disabled():
+        assert not accel.available() and not accel.enabled_for(a32)
+    assert accel.available()
+
+
+def test_environment_variable_switches_the_kernels_off():
+    code = "import convnp.accel as a; print(a.available())"
+    env = dict(os.environ, CONVNP_ACCEL="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    env["CONVNP_ACCEL"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_importing_convnp_does_not_import_numba():
+    code = "import sys, convnp; convnp.models.get_model('simple_convnet'); print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
