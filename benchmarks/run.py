@@ -240,9 +240,15 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="train,infer,conv,pool,memory")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--accel", choices=("auto", "on", "off"), default="auto",
+                    help="convnp.accel's numba kernels: auto uses them when numba is installed")
     args = ap.parse_args(argv)
     import torch
+    from convnp import accel
     torch.set_num_threads(args.threads)
+    if args.accel == "on" and not accel.available():
+        ap.error("--accel on needs numba (pip install 'convnp[fast]') and CONVNP_ACCEL unset or 1")
+    accel.set_enabled(args.accel != "off" and accel.available())
     parts = set(args.only.split(","))
     steps, repeats = (10, 3) if args.quick else (30, 5)
     from convnp.data import load_mnist
@@ -250,7 +256,8 @@ def main(argv=None):
     x, t = x[:steps * 100], t[:steps * 100]
     results, ratios = {}, {}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads={args.threads}; "
-          f"numpy {np.__version__}, torch {torch.__version__}")
+          f"numpy {np.__version__}, torch {torch.__version__}; convnp.accel (numba kernels): "
+          f"{'on' if accel.available() else 'off'}")
     if "train" in parts:
         for name in ("simple_convnet", "deep_convnet"):
             r = bench_train(x, t, name, steps, repeats, textbook_steps=3 if args.quick else 5)
@@ -281,7 +288,8 @@ def main(argv=None):
         r = bench_memory()
         results["vgg16_b8_peak_rss_mib"] = r
         print(f"VGG16 batch-8 224x224 forward peak RSS: convnp {r['convnp']} MiB, torch {r['torch']} MiB")
-    print("JSON " + json.dumps({"ratios": {k: round(v, 3) for k, v in ratios.items()}, "results": results}))
+    print("JSON " + json.dumps({"ratios": {k: round(v, 3) for k, v in ratios.items()}, "results": results,
+                                "accel": accel.available(), "threads": args.threads}))
 
 
 if __name__ == "__main__":

@@ -157,52 +157,78 @@ def col2im_wide(col, out, g):
 
 
 @njit(**_JIT)
-def _im2col(x, kh, kw, sh, sw, dh, dw, col):  # col indexed [c, i, j, n, oh, ow], any strides
-    n_n, c_n = x.shape[0], x.shape[1]
-    oh_n, ow_n = col.shape[4], col.shape[5]
-    for t in prange(n_n * c_n):
-        n, c = t // c_n, t % c_n
-        for i in range(kh):
-            for j in range(kw):
-                for oh in range(oh_n):
-                    r = oh * sh + i * dh
-                    for ow in range(ow_n):
-                        col[c, i, j, n, oh, ow] = x[n, c, r, ow * sw + j * dw]
+def _plane_to_patches(plane, kh, kw, sh, sw, dh, dw, dst):
+    """dst[i, j, oh, ow] = plane[oh*sh + i*dh, ow*sw + j*dw] for one (Hp, Wp) plane; dst (kh, kw, OH, OW)."""
+    oh_n, ow_n = dst.shape[2], dst.shape[3]
+    for i in range(kh):
+        for j in range(kw):
+            for oh in range(oh_n):
+                src = plane[oh * sh + i * dh]
+                out = dst[i, j, oh]
+                for ow in range(ow_n):
+                    out[ow] = src[ow * sw + j * dw]
 
 
 @njit(**_JIT)
-def _col2im(col, kh, kw, sh, sw, dh, dw, out):
-    n_n, c_n = out.shape[0], out.shape[1]
-    oh_n, ow_n = col.shape[4], col.shape[5]
-    for t in prange(n_n * c_n):
-        n, c = t // c_n, t % c_n
-        for i in range(kh):
-            for j in range(kw):
-                for oh in range(oh_n):
-                    r = oh * sh + i * dh
-                    for ow in range(ow_n):
-                        out[n, c, r, ow * sw + j * dw] += col[c, i, j, n, oh, ow]
+def _patches_to_plane(src, kh, kw, sh, sw, dh, dw, plane):
+    """The adjoint: plane[oh*sh + i*dh, ow*sw + j*dw] += src[i, j, oh, ow] (overlaps summed)."""
+    oh_n, ow_n = src.shape[2], src.shape[3]
+    for i in range(kh):
+        for j in range(kw):
+            for oh in range(oh_n):
+                row = plane[oh * sh + i * dh]
+                part = src[i, j, oh]
+                for ow in range(ow_n):
+                    row[ow * sw + j * dw] += part[ow]
 
 
-def _col_view(col, n, c, g, batch_major):
-    """(c, i, j, n, oh, ow)-indexed view of patch storage laid out (N, C, kh, kw, OH, OW) or (C, kh, kw, N, OH, OW)."""
-    if batch_major:
-        return col.reshape(n, c, g.kh, g.kw, g.oh, g.ow).transpose(1, 2, 3, 0, 4, 5)
-    return col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
+@njit(**_JIT)
+def _im2col_nc(x, kh, kw, sh, sw, dh, dw, col):  # col (N, C, kh, kw, OH, OW), C-contiguous
+    for t in prange(x.shape[0] * x.shape[1]):
+        n, c = t // x.shape[1], t % x.shape[1]
+        _plane_to_patches(x[n, c], kh, kw, sh, sw, dh, dw, col[n, c])
+
+
+@njit(**_JIT)
+def _im2col_cn(x, kh, kw, sh, sw, dh, dw, col):  # col (C, kh, kw, N, OH, OW), C-contiguous
+    for t in prange(x.shape[0] * x.shape[1]):
+        n, c = t // x.shape[1], t % x.shape[1]
+        _plane_to_patches(x[n, c], kh, kw, sh, sw, dh, dw, col[c, :, :, n])
+
+
+@njit(**_JIT)
+def _col2im_nc(col, kh, kw, sh, sw, dh, dw, out):
+    for t in prange(out.shape[0] * out.shape[1]):
+        n, c = t // out.shape[1], t % out.shape[1]
+        _patches_to_plane(col[n, c], kh, kw, sh, sw, dh, dw, out[n, c])
+
+
+@njit(**_JIT)
+def _col2im_cn(col, kh, kw, sh, sw, dh, dw, out):
+    for t in prange(out.shape[0] * out.shape[1]):
+        n, c = t // out.shape[1], t % out.shape[1]
+        _patches_to_plane(col[c, :, :, n], kh, kw, sh, sw, dh, dw, out[n, c])
 
 
 def im2col(xpad, g, col, batch_major):
     """Patches of a padded (N, C, Hp, Wp) array written into ``col`` storage (N*C*kh*kw*OH*OW values),
     ordered (N, C, kh, kw, OH, OW) when ``batch_major`` else (C, kh, kw, N, OH, OW). Returns ``col``."""
     n, c = xpad.shape[:2]
-    _im2col(np.ascontiguousarray(xpad), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, _col_view(col, n, c, g, batch_major))
+    x = np.ascontiguousarray(xpad)
+    if batch_major:
+        _im2col_nc(x, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, col.reshape(n, c, g.kh, g.kw, g.oh, g.ow))
+    else:
+        _im2col_cn(x, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, col.reshape(c, g.kh, g.kw, n, g.oh, g.ow))
     return col
 
 
 def col2im(col, out, g, batch_major):
     """Adjoint of :func:`im2col`: patches added into the C-contiguous ``out`` (N, C, Hp, Wp). Returns ``out``."""
     n, c = out.shape[:2]
-    _col2im(_col_view(col, n, c, g, batch_major), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, out)
+    if batch_major:
+        _col2im_nc(col.reshape(n, c, g.kh, g.kw, g.oh, g.ow), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, out)
+    else:
+        _col2im_cn(col.reshape(c, g.kh, g.kw, n, g.oh, g.ow), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, out)
     return out
 
 

@@ -25,9 +25,9 @@ def identity_backward(dy, x=None, y=None):
     return dy
 
 
-def relu(x):
+def relu(x, out=None):
     xp = get_array_module(x)
-    return xp.maximum(x, 0)
+    return xp.maximum(x, 0, out=out)  # out=x: in place
 
 
 def relu_backward(dy, x=None, y=None):

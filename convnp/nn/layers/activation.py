@@ -38,8 +38,11 @@ class ReLU(Activation):
     def __init__(self):
         super().__init__("relu")
 
+    #: overwrite the input (set by Conv2D/Dense for their fused activation, whose input is their own fresh output)
+    inplace = False
+
     def forward(self, x):  # cache only the output: y > 0 exactly where x > 0
-        y = A.relu(x)
+        y = A.relu(x, out=x if self.inplace else None)
         self._save_cache((None, y))
         return y
 
@@ -90,13 +93,19 @@ _BY_NAME = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax, 
             "leaky_relu": LeakyReLU, "elu": ELU}
 
 
-def get_activation_layer(activation):
-    """A layer for ``activation`` (a name, a Module, or None -> None)."""
+def get_activation_layer(activation, fused: bool = False):
+    """A layer for ``activation`` (a name, a Module, or None -> None).
+
+    ``fused=True`` (Conv2D and Dense, whose activation input is their own fresh output) lets a ReLU made
+    from a name work in place."""
     if activation is None or isinstance(activation, Module):
         return activation
     key = str(activation).lower()
     if key in ("identity", "linear"):
         return None
     if key in _BY_NAME:
-        return _BY_NAME[key]()
+        layer = _BY_NAME[key]()
+        if fused and isinstance(layer, ReLU):
+            layer.inplace = True
+        return layer
     return Activation(key)  # raises the clear "unknown activation" error

@@ -82,7 +82,7 @@ class Conv2D(Module):
         self.padding_mode = padding_mode
         self.use_bias = bool(use_bias)
         self.activation = activation
-        object.__setattr__(self, "act", get_activation_layer(activation))  # not a child: no params, no row
+        object.__setattr__(self, "act", get_activation_layer(activation, fused=True))  # not a child: no params, no row
         self.in_channels = None if in_channels is None else int(in_channels)
         self.kernel_initializer = kernel_initializer
         self.seed = seed
@@ -207,7 +207,7 @@ class Conv2DTranspose(Module):
         self.groups = int(groups)
         self.use_bias = bool(use_bias)
         self.activation = activation
-        object.__setattr__(self, "act", get_activation_layer(activation))
+        object.__setattr__(self, "act", get_activation_layer(activation, fused=True))
         self.in_channels = None if in_channels is None else int(in_channels)
         self.kernel_initializer = kernel_initializer
         self.seed = seed

@@ -47,7 +47,7 @@ class Dense(Module):
         self.kernel_initializer = kernel_initializer
         self.seed = seed
         self.activation = activation
-        object.__setattr__(self, "act", get_activation_layer(activation))  # not a child: no params, no row
+        object.__setattr__(self, "act", get_activation_layer(activation, fused=True))  # not a child: no params, no row
         self.weight = None
         self.bias = None
         if self.in_features is not None:
