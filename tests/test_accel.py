@@ -74,8 +74,9 @@ def test_conv2d_forward_and_backward_equal_numpy_path(case, dtype, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (2, 1, 0), (2, 3, 0), (2, 2, 1), (2, 2, "same"), ((2, 2), (1, 2), (1, 0))])
-def test_max_pool_2x2_equal_numpy_path_with_ties(k, s, p, dtype):
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (2, 1, 0), (2, 3, 0), (2, 2, 1), (2, 2, "same"), ((2, 2), (1, 2), (1, 0)),
+                                   (3, 2, 0), (3, 1, 1), (3, 3, 0), (3, 2, "same"), ((3, 3), (2, 1), (1, 1))])
+def test_max_pool_kernels_equal_numpy_path_with_ties(k, s, p, dtype):
     rng = np.random.default_rng(1)
     x = rng.integers(-2, 3, size=(3, 4, 9, 7)).astype(dtype)  # many ties, many all-equal windows
     x[0, 0] = 0.0  # whole plane tied: the first cell of every window takes the gradient
@@ -91,20 +92,21 @@ def test_max_pool_2x2_equal_numpy_path_with_ties(k, s, p, dtype):
     assert dx.shape == x.shape
 
 
-def test_max_pool_nan_window_gives_nan_and_no_gradient_both_ways():
-    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+@pytest.mark.parametrize("k", [2, 3])
+def test_max_pool_nan_window_gives_nan_and_no_gradient_both_ways(k):
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
     x[0, 0, 1, 1] = np.nan
-    dy = np.ones((1, 2, 2, 2), np.float32)
+    dy = np.ones((1, 2, 6 // k, 6 // k), np.float32)
 
     def run():
-        y, cache = P.max_pool2d_forward(x, 2)
+        y, cache = P.max_pool2d_forward(x, k)
         return y, P.max_pool2d_backward(dy, cache)
 
     (y, dx), (y_ref, dx_ref) = both_ways(run)
     np.testing.assert_array_equal(y, y_ref)  # NaN where the window holds one (assert_array_equal: NaN == NaN)
     assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 1, 1])
     np.testing.assert_array_equal(dx, dx_ref)
-    assert dx[0, 0, :2, :2].sum() == 0 and dx[0, 1].sum() == 4
+    assert dx[0, 0, :k, :k].sum() == 0 and dx[0, 1].sum() == (6 // k) ** 2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

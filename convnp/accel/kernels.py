@@ -8,7 +8,7 @@ unless said otherwise; "planes" are (N*C) images of Hp x Wp):
 kernel                 computes                                               NumPy twin
 =====================  =====================================================  ===============================
 relu_backward          dx = dy where ref > 0, else 0                          ...activation.relu_backward
-max_pool2d             2x2 windows: y = window max, flat argmax of the first    functional.pooling (forward)
+max_pool2d             2x2/3x3 windows: y = window max, flat argmax of the first    functional.pooling (forward)
                        max (row-major), or -1 when the window holds a NaN
 max_pool2d_backward    dx[argmax cell] += dy                                  functional.pooling (backward)
 im2col_wide            col[c, i, j, n, q] = x[n, c, i*dh*Wp + j*dw + q]       functional.conv._im2col_wide
@@ -32,6 +32,8 @@ import numpy as np
 from numba import njit, prange
 
 _JIT = dict(parallel=False, cache=True, nogil=True)
+#: max-pool windows with a compiled kernel (others take the NumPy path)
+WINDOWS = ((2, 2), (3, 3))
 
 
 # ----------------------------------------------------------------------------- ReLU backward
@@ -76,6 +78,42 @@ def _max_pool_2x2(x, sh, sw, y, arg):
                 ar[q] = -1 if has_nan else top * wp + (i2 if lower else i1)
 
 
+@njit(inline="always")
+def _keep_first_max(v, at, best, arg):
+    """One step of a row-major window scan: (best, arg) after seeing value v at flat index at."""
+    later = v > best  # a tie keeps the earlier cell
+    return (v if later else best), (at if later else arg)
+
+
+@njit(**_JIT)
+def _max_pool_3x3(x, sh, sw, y, arg):
+    """3x3 windows, as :func:`_max_pool_2x2`: nine unrolled compare-and-select steps per window."""
+    planes, oh_n, ow_n = y.shape
+    wp = x.shape[2]
+    for p in prange(planes):
+        for r in range(oh_n):
+            top = r * sh
+            x0, x1, x2 = x[p, top], x[p, top + 1], x[p, top + 2]
+            yr, ar = y[p, r], arg[p, r]
+            b0, b1, b2 = top * wp, (top + 1) * wp, (top + 2) * wp
+            for q in range(ow_n):
+                c = q * sw
+                best, at = x0[c], b0 + c
+                best, at = _keep_first_max(x0[c + 1], b0 + c + 1, best, at)
+                best, at = _keep_first_max(x0[c + 2], b0 + c + 2, best, at)
+                best, at = _keep_first_max(x1[c], b1 + c, best, at)
+                best, at = _keep_first_max(x1[c + 1], b1 + c + 1, best, at)
+                best, at = _keep_first_max(x1[c + 2], b1 + c + 2, best, at)
+                best, at = _keep_first_max(x2[c], b2 + c, best, at)
+                best, at = _keep_first_max(x2[c + 1], b2 + c + 1, best, at)
+                best, at = _keep_first_max(x2[c + 2], b2 + c + 2, best, at)
+                has_nan = False
+                for row in (x0, x1, x2):
+                    has_nan |= (row[c] != row[c]) | (row[c + 1] != row[c + 1]) | (row[c + 2] != row[c + 2])
+                yr[q] = np.nan if has_nan else best
+                ar[q] = -1 if has_nan else at
+
+
 @njit(**_JIT)
 def _max_pool_backward(dy, arg, dx):
     """dx (planes, Hp*Wp) = 0, then dx[p, arg] += dy (overlapping windows add up; arg -1 gives nothing)."""
@@ -90,15 +128,16 @@ def _max_pool_backward(dy, arg, dx):
 
 
 def max_pool2d(xpad, out_hw, k, s):
-    """2x2 max pool of a padded (N, C, Hp, Wp) array, any stride: (y (N, C, OH, OW), flat argmax int32
-    (N, C, OH, OW)) where the argmax is row * Wp + col inside the padded plane."""
-    if tuple(k) != (2, 2):
-        raise ValueError(f"accel.kernels.max_pool2d: only 2x2 windows, got {tuple(k)}")
+    """2x2 or 3x3 max pool of a padded (N, C, Hp, Wp) array, any stride: (y (N, C, OH, OW), flat argmax
+    int32 (N, C, OH, OW)) where the argmax is row * Wp + col inside the padded plane."""
+    if tuple(k) not in WINDOWS:
+        raise ValueError(f"accel.kernels.max_pool2d: only 2x2 and 3x3 windows, got {tuple(k)}")
     n, c, hp, wp = xpad.shape
     y = np.empty((n, c) + tuple(out_hw), dtype=xpad.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
-    _max_pool_2x2(np.ascontiguousarray(xpad).reshape(n * c, hp, wp), s[0], s[1],
-                  y.reshape(n * c, *out_hw), arg.reshape(n * c, *out_hw))
+    kernel = _max_pool_2x2 if tuple(k) == (2, 2) else _max_pool_3x3
+    kernel(np.ascontiguousarray(xpad).reshape(n * c, hp, wp), s[0], s[1], y.reshape(n * c, *out_hw),
+           arg.reshape(n * c, *out_hw))
     return y, arg
 
 
