@@ -1,28 +1,30 @@
 """numba kernels behind :mod:`convnp.accel`: each one computes what a NumPy function of convnp computes.
 
-Every kernel runs ``prange`` over independent image planes (or flat elements), so threads never write
-the same memory, and reads/writes each plane while it sits in the CPU cache. Layouts (all C-contiguous
-unless said otherwise; "planes" are (N*C) images of Hp x Wp):
+Each kernel makes one pass where NumPy makes several, and works one image plane (or one row) at a time
+while it sits in the CPU cache. They run on one thread (``parallel=False``): numba's threads and OpenBLAS's
+spin-wait for work on the same cores, which made the GEMMs around them many times slower; ``prange`` marks
+the loops whose iterations are independent. Arrays are C-contiguous unless said otherwise; "planes" are
+the N*C images of Hp x Wp.
 
-=====================  =====================================================  ===============================
-kernel                 computes                                               NumPy twin
-=====================  =====================================================  ===============================
-relu_backward          dx = dy where ref > 0, else 0                          ...activation.relu_backward
-max_pool2d             2x2/3x3 windows: y = window max, flat argmax of the first    functional.pooling (forward)
-                       max (row-major), or -1 when the window holds a NaN
-max_pool2d_backward    dx[argmax cell] += dy                                  functional.pooling (backward)
-im2col_wide            col[c, i, j, n, q] = x[n, c, i*dh*Wp + j*dw + q]       functional.conv._im2col_wide
-col2im_wide            out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]    functional.conv._col2im_wide
-im2col                 col[c, i, j, n, oh, ow] = x[n, c, oh*sh + i*dh,        functional.conv._im2col(_t)
-                       ow*sw + j*dw] (col any strided 6-D view)
-col2im                 the adjoint of im2col (overlaps summed)                functional.conv._col2im(_t)
-gemm_to_nchw           out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])           functional.conv._gemm_to_nchw
-nchw_to_gemm           out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW     functional.conv._nchw_to_gemm
-pad_zeros              zero frame of (top, left) offset around x              functional.conv._pad_wide
-adam                   one fused Adam/AdamW step in place                     optim.Adam._update
-=====================  =====================================================  ===============================
+===================  ===================================================  ==================================
+kernel               computes                                             NumPy twin
+===================  ===================================================  ==================================
+relu_backward        dx = dy where ref > 0, else 0                        activation.relu_backward
+max_pool2d           2x2 or 3x3 windows: y = window max, and the flat     pooling.max_pool2d_forward
+                     index of its first max (row-major), -1 with a NaN
+max_pool2d_backward  dx[argmax cell] += dy                                pooling.max_pool2d_backward
+im2col_wide          col[c, i, j, n, q] = x[n, c, i*dh*Wp + j*dw + q]     conv._im2col_wide
+col2im_wide          out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]  conv._col2im_wide
+im2col               col[.., i, j, .., oh, ow] = x[n, c, oh*sh + i*dh,    conv._im2col, conv._im2col_t
+                     ow*sw + j*dw], batch-major or channel-major
+col2im               the adjoint of im2col (overlaps summed)              conv._col2im, conv._col2im_t
+gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv._gemm_to_nchw
+nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv._nchw_to_gemm
+pad_zeros            x inside a zero frame at offset (top, left)          conv._pad_wide
+adam                 one fused Adam/AdamW step in place                   optim.Adam._update
+===================  ===================================================  ==================================
 
-Compiled on first use (a few seconds each, then cached on disk by numba).
+Compiled on first use (about 3 s in all) and cached on disk by numba.
 """
 from __future__ import annotations
 
