@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from .. import accel
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -165,7 +167,8 @@ def run_train(args) -> int:
                   JSONLogger(os.path.join(args.out, "history.json"))]
     say(f"training {args.model} on {args.dataset} ({len(x_train)} images, {model.num_parameters():,} parameters) "
         f"for {epochs} epochs: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
-        f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else ""))
+        f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else "")
+        + (", numba kernels" if accel.available() and args.device == "cpu" else ""))
     start = time.perf_counter()
     history = trainer.fit(x_train, t_train, epochs=epochs, batch_size=batch_size,
                           validation_data=None if val_split else (x_test, t_test), validation_split=val_split,
