@@ -3,8 +3,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
+
+from .. import backend
 from ..backend import get_array_module
+from . import module as _module
 from .module import Module
+
+#: under ``no_grad()`` in eval mode, a Sequential runs a NumPy batch larger than this in chunks of this many
+#: samples: the same outputs, but each chunk's activations stay in the CPU cache instead of streaming through
+#: memory (DeepConvNet inference at batch 1000: ~2x the throughput). None switches it off.
+INFERENCE_CHUNK = 64
 
 
 class Identity(Module):
@@ -61,9 +70,25 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x):
+        if self._infer_in_chunks(x):
+            xp = get_array_module(x)
+            return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
+                                   for i in range(0, x.shape[0], INFERENCE_CHUNK)])
+        return self._forward_layers(x)
+
+    def _forward_layers(self, x):
         for layer in self._modules.values():
             x = layer(x)
         return x
+
+    def _infer_in_chunks(self, x) -> bool:
+        """Chunk only what cannot tell the difference: inference (no cache, eval mode: every built-in layer is
+        then per-sample) on the CPU, outside summary()/capture_activations(), without layers that say they mix
+        samples (``mixes_samples = True``)."""
+        return (INFERENCE_CHUNK is not None and type(x) is np.ndarray and x.ndim >= 1
+                and x.shape[0] > INFERENCE_CHUNK and not backend.is_grad_enabled()
+                and _module._summary_recorder is None
+                and not any(m.training or m.mixes_samples for m in self.modules()))
 
     def backward(self, dy):
         for layer in reversed(self._modules.values()):

@@ -117,6 +117,10 @@ class Module(ForwardCache):
     def build(self, input_shape) -> None:
         """Create parameters once the input shape is known. Default: nothing to build."""
 
+    #: True for a layer whose eval-mode output for one sample depends on the other samples of the batch
+    #: (none of convnp's); Sequential then never splits an inference batch into chunks
+    mixes_samples = False
+
     def __call__(self, x, *args, **kwargs):
         if not self.built:
             self.build(getattr(x, "shape", None))
