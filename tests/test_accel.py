@@ -18,7 +18,6 @@ from convnp.functional import activation as A  # noqa: E402
 from convnp.functional import conv as C  # noqa: E402
 from convnp.functional import pooling as P  # noqa: E402
 from convnp.nn.losses import CrossEntropyLoss  # noqa: E402
-from convnp.nn.parameter import Parameter  # noqa: E402
 
 
 def both_ways(fn):
@@ -118,37 +117,6 @@ def test_relu_backward_equal_numpy_path(dtype):
     fast, ref = both_ways(lambda: A.relu_backward(dy, x))
     np.testing.assert_array_equal(fast, ref)
     assert fast[0, 0, 0].sum() == 0
-
-
-@pytest.mark.parametrize("cls,kwargs", [(optim.Adam, {}), (optim.Adam, {"weight_decay": 0.1}),
-                                        (optim.AdamW, {"weight_decay": 0.05}),
-                                        (optim.Adam, {"betas": (0.8, 0.99), "eps": 1e-6})])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_adam_equal_numpy_path_over_5_steps(cls, kwargs, dtype):
-    rng = np.random.default_rng(3)
-    start = rng.standard_normal((7, 5)).astype(dtype)
-    grads = [rng.standard_normal((7, 5)).astype(dtype) for _ in range(5)]
-
-    def run():
-        p = Parameter(start.copy())
-        opt = cls([p], lr=1e-2, **kwargs)
-        for g in grads:
-            p.grad = g.copy()
-            opt.step()
-        return p.data, next(iter(opt.state.values()))["exp_avg_sq"]
-
-    (p, v), (p_ref, v_ref) = both_ways(run)
-    assert_same(p, p_ref, dtype)
-    assert_same(v, v_ref, dtype)
-    assert not np.allclose(p, start)
-
-
-def test_amsgrad_takes_the_numpy_path_and_still_matches():
-    p = Parameter(np.ones(4, np.float32))
-    opt = optim.Adam([p], lr=0.1, amsgrad=True)
-    p.grad = np.full(4, 0.5, np.float32)
-    opt.step()
-    np.testing.assert_allclose(p.data, 0.9, rtol=1e-5)  # first step moves every weight by lr
 
 
 @pytest.mark.parametrize("model_name", ["simple_convnet", "deep_convnet"])

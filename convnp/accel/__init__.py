@@ -1,10 +1,9 @@
 """Optional compiled CPU kernels (numba) for the memory-bound steps around the matrix products.
 
 NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a NumPy twin in
-``convnp.functional`` / ``convnp.optim`` that computes the same numbers, and the tests compare the two.
-What the kernels buy is one pass over memory where NumPy makes several (a max pool with its argmax, a
-fused Adam step), cache-sized work per image plane (im2col/col2im), and all cores (NumPy's elementwise
-ops run on one).
+``convnp.functional`` that computes the same numbers, and the tests compare the two. What the kernels buy is
+one pass over memory where NumPy makes several (a max pool with its argmax, a ReLU backward without a boolean
+temporary) and cache-sized work per image plane (im2col/col2im).
 
 They are used when all of these hold:
 

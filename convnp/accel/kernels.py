@@ -21,14 +21,11 @@ col2im               the adjoint of im2col (overlaps summed)              conv._
 gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv._gemm_to_nchw
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv._nchw_to_gemm
 pad_zeros            x inside a zero frame at offset (top, left)          conv._pad_wide
-adam                 one fused Adam/AdamW step in place                   optim.Adam._update
 ===================  ===================================================  ==================================
 
 Compiled on first use (about 3 s in all) and cached on disk by numba.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
@@ -331,34 +328,3 @@ def pad_zeros(x, top, left, shape):
     out = np.empty(shape, dtype=x.dtype)
     _pad_zeros(np.ascontiguousarray(x), top, left, out)
     return out
-
-
-# ----------------------------------------------------------------------------- Adam
-@njit(**_JIT)
-def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step_size, bc2_sqrt, eps, decay, decoupled):
-    for i in prange(p.size):
-        gi = g[i]
-        pi = p[i]
-        if decoupled:
-            pi = pi * decay
-        elif decay != 0:
-            gi = gi + decay * pi
-        mi = m[i] + one_minus_b1 * (gi - m[i])
-        vi = v[i] * b2 + one_minus_b2 * (gi * gi)
-        m[i] = mi
-        v[i] = vi
-        p[i] = pi - step_size * (mi / (math.sqrt(vi) / bc2_sqrt + eps))
-
-
-def adam(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, decoupled):
-    """One Adam (or AdamW when ``decoupled``) step in place on C-contiguous p, m, v with gradient g.
-
-    The scalars are cast to p's dtype, so a float32 step does float32 arithmetic like the NumPy twin."""
-    t = p.dtype.type
-    if decoupled:
-        decay = 1.0 - lr * weight_decay
-    else:
-        decay = weight_decay
-    _adam(p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1), v.reshape(-1), t(1.0 - beta1), t(beta2),
-          t(1.0 - beta2), t(lr / (1.0 - beta1 ** step)), t(math.sqrt(1.0 - beta2 ** step)), t(eps), t(decay),
-          bool(decoupled))

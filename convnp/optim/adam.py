@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 
-from .. import accel
 from ..backend import get_array_module
 from ..cuda import ops as cuda_ops
 from .optimizer import Optimizer, check_non_negative, check_unit_interval
@@ -70,11 +69,6 @@ class Adam(Optimizer):
                 eps=self.eps, weight_decay=self.weight_decay, step=t, decoupled=self.decoupled,
                 max_exp_avg_sq=state["max_exp_avg_sq"] if self.amsgrad else None):
             return
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        if not self.amsgrad and accel.enabled_for(p.data, grad, m, v) and p.data.flags.c_contiguous:
-            accel.kernels.adam(p.data, grad, m, v, lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
-                               weight_decay=self.weight_decay, step=t, decoupled=self.decoupled)
-            return  # CPU: one fused compiled pass instead of the NumPy ops below
         if self.weight_decay:
             if self.decoupled:
                 p.data *= 1.0 - self.lr * self.weight_decay
