@@ -64,9 +64,10 @@ def test_conv2d_forward_and_backward_equal_numpy_path(case, dtype, monkeypatch):
         dy = np.cos(y)  # deterministic and shaped like y
         return (y,) + C.conv2d_backward(dy, cache)
 
-    for block_bytes in (C.COL_BLOCK_BYTES, 4096):  # cached patches and the block-streaming path
+    # the default sizes (patches cached for backward) and tiny ones (patches streamed block by block)
+    for block_bytes, chunk_bytes in ((C.COL_BLOCK_BYTES, C.COL_CHUNK_BYTES), (4096, 4096)):
         monkeypatch.setattr(C, "COL_BLOCK_BYTES", block_bytes)
-        monkeypatch.setattr(C, "COL_CHUNK_BYTES", max(block_bytes, 8 * 2 ** 20) if block_bytes > 4096 else 4096)
+        monkeypatch.setattr(C, "COL_CHUNK_BYTES", chunk_bytes)
         fast, ref = both_ways(run)
         for a, r in zip(fast, ref):
             assert_same(a, r, dtype)

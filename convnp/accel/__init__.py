@@ -3,7 +3,7 @@
 NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a NumPy twin in
 ``convnp.functional`` that computes the same numbers, and the tests compare the two. What the kernels buy is
 one pass over memory where NumPy makes several (a max pool with its argmax, a ReLU backward without a boolean
-temporary) and cache-sized work per image plane (im2col/col2im).
+temporary) and cache-sized work per image plane (col2im, the NCHW <-> GEMM layout copies).
 
 They are used when all of these hold:
 
@@ -26,9 +26,11 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "enabled_for", "set_enabled", "disabled", "set_num_threads", "kernels"]
+__all__ = ["available", "enabled_for", "set_enabled", "disabled", "kernels", "POOL_WINDOWS"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: max-pool windows that have a compiled kernel (others take the NumPy path)
+POOL_WINDOWS = ((2, 2), (3, 3))
 _state = {"enabled": os.environ.get("CONVNP_ACCEL", "1").strip() not in ("0", "false", "off", "no"),
           "numba": importlib.util.find_spec("numba") is not None}
 
@@ -65,13 +67,6 @@ def disabled():
         yield
     finally:
         set_enabled(previous)
-
-
-def set_num_threads(n: int) -> None:
-    """Threads the kernels use (numba's pool; at most the number it started with, normally the core count)."""
-    if _state["numba"]:
-        import numba
-        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
 
 
 def __getattr__(name):  # ``convnp.accel.kernels`` compiles lazily: importing convnp never imports numba

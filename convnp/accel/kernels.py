@@ -13,26 +13,24 @@ relu_backward        dx = dy where ref > 0, else 0                        activa
 max_pool2d           2x2 or 3x3 windows: y = window max, and the flat     pooling.max_pool2d_forward
                      index of its first max (row-major), -1 with a NaN
 max_pool2d_backward  dx[argmax cell] += dy                                pooling.max_pool2d_backward
-im2col_wide          col[c, i, j, n, q] = x[n, c, i*dh*Wp + j*dw + q]     conv._im2col_wide
 col2im_wide          out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]  conv._col2im_wide
-im2col               col[.., i, j, .., oh, ow] = x[n, c, oh*sh + i*dh,    conv._im2col, conv._im2col_t
-                     ow*sw + j*dw], batch-major or channel-major
-col2im               the adjoint of im2col (overlaps summed)              conv._col2im, conv._col2im_t
+col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[.., i, j,  conv._col2im, conv._col2im_t
+                     .., oh, ow], batch-major or channel-major patches
 gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv._gemm_to_nchw
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv._nchw_to_gemm
-pad_zeros            x inside a zero frame at offset (top, left)          conv._pad_wide
 ===================  ===================================================  ==================================
 
-Compiled on first use (about 3 s in all) and cached on disk by numba.
+The other direction (im2col, zero padding) has no kernel: NumPy's slice copies were as fast or faster.
+Compiled on first use (a few seconds in all) and cached on disk by numba.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+from . import POOL_WINDOWS
+
 _JIT = dict(parallel=False, cache=True, nogil=True)
-#: max-pool windows with a compiled kernel (others take the NumPy path)
-WINDOWS = ((2, 2), (3, 3))
 
 
 # ----------------------------------------------------------------------------- ReLU backward
@@ -129,7 +127,7 @@ def _max_pool_backward(dy, arg, dx):
 def max_pool2d(xpad, out_hw, k, s):
     """2x2 or 3x3 max pool of a padded (N, C, Hp, Wp) array, any stride: (y (N, C, OH, OW), flat argmax
     int32 (N, C, OH, OW)) where the argmax is row * Wp + col inside the padded plane."""
-    if tuple(k) not in WINDOWS:
+    if tuple(k) not in POOL_WINDOWS:
         raise ValueError(f"accel.kernels.max_pool2d: only 2x2 and 3x3 windows, got {tuple(k)}")
     n, c, hp, wp = xpad.shape
     y = np.empty((n, c) + tuple(out_hw), dtype=xpad.dtype)
@@ -152,19 +150,6 @@ def max_pool2d_backward(dy, arg, padded_shape):
 
 # ----------------------------------------------------------------------------- im2col / col2im
 @njit(**_JIT)
-def _im2col_wide(x, kh, kw, dh, dw, wp, col):
-    n_n, c_n = x.shape[0], x.shape[1]
-    lw = col.shape[4]
-    for t in prange(c_n * n_n):
-        c, n = t // n_n, t % n_n
-        for i in range(kh):
-            for j in range(kw):
-                off = i * dh * wp + j * dw
-                for q in range(lw):
-                    col[c, i, j, n, q] = x[n, c, off + q]
-
-
-@njit(**_JIT)
 def _col2im_wide(col, kh, kw, dh, dw, wp, out):
     n_n, c_n = out.shape[0], out.shape[1]
     lw = col.shape[4]
@@ -177,17 +162,8 @@ def _col2im_wide(col, kh, kw, dh, dw, wp, out):
                     out[n, c, off + q] += col[c, i, j, n, q]
 
 
-def im2col_wide(xpad1, g, col):
-    """Stride-1 "wide" patches: (N, C, Hp+1, Wp) -> col (C*kh*kw, N*OH*Wp) written into ``col`` (1-D storage)."""
-    n, c, hp1, wp = xpad1.shape
-    lw = g.oh * wp
-    col5 = col.reshape(c, g.kh, g.kw, n, lw)
-    _im2col_wide(xpad1.reshape(n, c, hp1 * wp), g.kh, g.kw, g.dh, g.dw, wp, col5)
-    return col5.reshape(c * g.kh * g.kw, n * lw)
-
-
 def col2im_wide(col, out, g):
-    """Adjoint of :func:`im2col_wide`, added into the C-contiguous ``out`` (N, C, Hp+1, Wp)."""
+    """Stride-1 "wide" patches (C*kh*kw, N*OH*Wp) added back into the C-contiguous ``out`` (N, C, Hp+1, Wp)."""
     n, c, hp1, wp = out.shape
     _col2im_wide(col.reshape(c, g.kh, g.kw, n, g.oh * wp), g.kh, g.kw, g.dh, g.dw, wp,
                  out.reshape(n, c, hp1 * wp))
@@ -195,21 +171,8 @@ def col2im_wide(col, out, g):
 
 
 @njit(**_JIT)
-def _plane_to_patches(plane, kh, kw, sh, sw, dh, dw, dst):
-    """dst[i, j, oh, ow] = plane[oh*sh + i*dh, ow*sw + j*dw] for one (Hp, Wp) plane; dst (kh, kw, OH, OW)."""
-    oh_n, ow_n = dst.shape[2], dst.shape[3]
-    for i in range(kh):
-        for j in range(kw):
-            for oh in range(oh_n):
-                src = plane[oh * sh + i * dh]
-                out = dst[i, j, oh]
-                for ow in range(ow_n):
-                    out[ow] = src[ow * sw + j * dw]
-
-
-@njit(**_JIT)
 def _patches_to_plane(src, kh, kw, sh, sw, dh, dw, plane):
-    """The adjoint: plane[oh*sh + i*dh, ow*sw + j*dw] += src[i, j, oh, ow] (overlaps summed)."""
+    """plane[oh*sh + i*dh, ow*sw + j*dw] += src[i, j, oh, ow] for one (Hp, Wp) plane (overlaps summed)."""
     oh_n, ow_n = src.shape[2], src.shape[3]
     for i in range(kh):
         for j in range(kw):
@@ -218,20 +181,6 @@ def _patches_to_plane(src, kh, kw, sh, sw, dh, dw, plane):
                 part = src[i, j, oh]
                 for ow in range(ow_n):
                     row[ow * sw + j * dw] += part[ow]
-
-
-@njit(**_JIT)
-def _im2col_nc(x, kh, kw, sh, sw, dh, dw, col):  # col (N, C, kh, kw, OH, OW), C-contiguous
-    for t in prange(x.shape[0] * x.shape[1]):
-        n, c = t // x.shape[1], t % x.shape[1]
-        _plane_to_patches(x[n, c], kh, kw, sh, sw, dh, dw, col[n, c])
-
-
-@njit(**_JIT)
-def _im2col_cn(x, kh, kw, sh, sw, dh, dw, col):  # col (C, kh, kw, N, OH, OW), C-contiguous
-    for t in prange(x.shape[0] * x.shape[1]):
-        n, c = t // x.shape[1], t % x.shape[1]
-        _plane_to_patches(x[n, c], kh, kw, sh, sw, dh, dw, col[c, :, :, n])
 
 
 @njit(**_JIT)
@@ -248,20 +197,10 @@ def _col2im_cn(col, kh, kw, sh, sw, dh, dw, out):
         _patches_to_plane(col[c, :, :, n], kh, kw, sh, sw, dh, dw, out[n, c])
 
 
-def im2col(xpad, g, col, batch_major):
-    """Patches of a padded (N, C, Hp, Wp) array written into ``col`` storage (N*C*kh*kw*OH*OW values),
-    ordered (N, C, kh, kw, OH, OW) when ``batch_major`` else (C, kh, kw, N, OH, OW). Returns ``col``."""
-    n, c = xpad.shape[:2]
-    x = np.ascontiguousarray(xpad)
-    if batch_major:
-        _im2col_nc(x, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, col.reshape(n, c, g.kh, g.kw, g.oh, g.ow))
-    else:
-        _im2col_cn(x, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, col.reshape(c, g.kh, g.kw, n, g.oh, g.ow))
-    return col
-
-
 def col2im(col, out, g, batch_major):
-    """Adjoint of :func:`im2col`: patches added into the C-contiguous ``out`` (N, C, Hp, Wp). Returns ``out``."""
+    """Patches added back into the C-contiguous ``out`` (N, C, Hp, Wp), overlaps summed: ``col`` holds
+    N*C*kh*kw*OH*OW values ordered (N, C, kh, kw, OH, OW) when ``batch_major`` else (C, kh, kw, N, OH, OW).
+    Returns ``out``."""
     n, c = out.shape[:2]
     if batch_major:
         _col2im_nc(col.reshape(n, c, g.kh, g.kw, g.oh, g.ow), g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, out)
@@ -295,17 +234,6 @@ def _nchw_to_gemm(dy, out):
                 out[o, n, r, q] = 0
 
 
-@njit(**_JIT)
-def _pad_zeros(x, top, left, out):
-    n_n, c_n, h, w = x.shape
-    for t in prange(n_n * c_n):
-        n, c = t // c_n, t % c_n
-        out[n, c] = 0
-        for r in range(h):
-            for q in range(w):
-                out[n, c, top + r, left + q] = x[n, c, r, q]
-
-
 def gemm_to_nchw(y2, n, oh, bias, out):
     """(O, n*OH*Wg) -> ``out`` (n, O, OH, OW) plus bias (O,) or None."""
     o = y2.shape[0]
@@ -321,10 +249,3 @@ def nchw_to_gemm(dy, wg):
     out = np.empty((o, n, oh, wg), dtype=dy.dtype)
     _nchw_to_gemm(np.ascontiguousarray(dy), out)
     return out.reshape(o, n * oh * wg)
-
-
-def pad_zeros(x, top, left, shape):
-    """A zero array of ``shape`` (N, C, H', W') with x at offset (top, left)."""
-    out = np.empty(shape, dtype=x.dtype)
-    _pad_zeros(np.ascontiguousarray(x), top, left, out)
-    return out

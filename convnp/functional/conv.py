@@ -142,8 +142,6 @@ def _im2col(xpad, g: _Geom, buf=None):
         col = xp.empty(shape, dtype=xpad.dtype)
     else:
         col = buf[:n * c * g.kh * g.kw * g.oh * g.ow].reshape(shape)
-    if accel.enabled_for(xpad, col):  # compiled kernel, one image plane per task
-        return accel.kernels.im2col(xpad, g, col, batch_major=True).reshape(n, c * g.kh * g.kw, g.oh * g.ow)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -189,8 +187,6 @@ def _im2col_t(xpad, g: _Geom, buf=None):
             col = col.reshape(k, n, g.oh * g.ow)
             col[...] = col_nkl.transpose(1, 0, 2)  # (K, N, L)
             return col.reshape(k, m)
-    if accel.enabled_for(xpad, col):
-        return accel.kernels.im2col(xpad, g, col, batch_major=False).reshape(k, m)
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     xt = xpad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view: the batch moves next to the pixels
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
@@ -231,8 +227,6 @@ def _pad_wide(x, pads, mode):
     xp = get_array_module(x)
     (t, b), (l, r) = pads
     n, c, h, w = x.shape
-    if mode == "zeros" and accel.enabled_for(x):
-        return accel.kernels.pad_zeros(x, t, l, (n, c, h + t + b + 1, w + l + r))
     out = xp.zeros((n, c, h + t + b + 1, w + l + r), dtype=x.dtype)
     if mode == "zeros":
         out[:, :, t:t + h, l:l + w] = x
@@ -252,8 +246,6 @@ def _im2col_wide(xpad1, g: _Geom, buf=None):
     n, c, hp1, wp = xpad1.shape
     lw, k = g.oh * wp, c * g.kh * g.kw
     col = xp.empty(k * n * lw, dtype=xpad1.dtype) if buf is None else buf[:k * n * lw]
-    if accel.enabled_for(xpad1, col) and xpad1.flags.c_contiguous:
-        return accel.kernels.im2col_wide(xpad1, g, col)
     col = col.reshape(c, g.kh, g.kw, n, lw)
     xt = xpad1.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view
     for i in range(g.kh):

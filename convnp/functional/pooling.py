@@ -147,7 +147,7 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
             cache = _KernelArgmaxCache((xpad, found[0], x.shape, out_hw, pads, k, s))
             cache.argmax = found[1]  # (N, C, OH, OW) int32, read by max_pool2d_backward
             return found[0], cache
-    if k in ((2, 2), (3, 3)) and accel.enabled_for(x):  # CPU: the compiled one-pass max + argmax kernel
+    if k in accel.POOL_WINDOWS and accel.enabled_for(x):  # CPU: the compiled one-pass max + argmax kernel
         y, flat_argmax = accel.kernels.max_pool2d(xpad, out_hw, k, s)
         cache = _KernelArgmaxCache((xpad, y, x.shape, out_hw, pads, k, s))
         cache.flat_argmax = flat_argmax  # (N, C, OH, OW) int32: row * Wp + col in the padded plane
