@@ -172,3 +172,11 @@ def test_importing_convnp_does_not_import_numba():
     code = "import sys, convnp; convnp.models.get_model('simple_convnet'); print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_max_pool_kernel_refuses_windows_it_has_no_code_for():
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"only 2x2 and 3x3 windows, got \(4, 4\)"):
+        accel.kernels.max_pool2d(x, (2, 2), (4, 4), (4, 4))
+    y, _ = P.max_pool2d_forward(x + np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8), 4)  # NumPy path instead
+    np.testing.assert_array_equal(y[0, 0], [[27, 31], [59, 63]])
