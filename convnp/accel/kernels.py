@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import POOL_WINDOWS
+from .. import workspace
 
 _JIT = dict(parallel=False, cache=True, nogil=True)
 
@@ -42,7 +43,7 @@ def _relu_backward(dy, ref, out):
 
 def relu_backward(dy, ref):
     """dy where ref > 0, else 0 (ref is the ReLU's input or output). Shape: like dy."""
-    out = np.empty_like(dy)
+    out = workspace.empty(dy.shape, dy.dtype)
     _relu_backward(dy.reshape(-1), ref.reshape(-1), out.reshape(-1))
     return out
 
@@ -130,8 +131,8 @@ def max_pool2d(xpad, out_hw, k, s):
     if tuple(k) not in POOL_WINDOWS:
         raise ValueError(f"accel.kernels.max_pool2d: only 2x2 and 3x3 windows, got {tuple(k)}")
     n, c, hp, wp = xpad.shape
-    y = np.empty((n, c) + tuple(out_hw), dtype=xpad.dtype)
-    arg = np.empty(y.shape, dtype=np.int32)
+    y = workspace.empty((n, c) + tuple(out_hw), xpad.dtype)
+    arg = workspace.empty(y.shape, np.int32)
     kernel = _max_pool_2x2 if tuple(k) == (2, 2) else _max_pool_3x3
     kernel(np.ascontiguousarray(xpad).reshape(n * c, hp, wp), s[0], s[1], y.reshape(n * c, *out_hw),
            arg.reshape(n * c, *out_hw))
@@ -141,7 +142,7 @@ def max_pool2d(xpad, out_hw, k, s):
 def max_pool2d_backward(dy, arg, padded_shape):
     """Gradient of :func:`max_pool2d` w.r.t. the padded input: (N, C, Hp, Wp)."""
     n, c, hp, wp = padded_shape
-    dx = np.empty(padded_shape, dtype=dy.dtype)
+    dx = workspace.empty(padded_shape, dy.dtype)
     oh, ow = dy.shape[2:]
     _max_pool_backward(np.ascontiguousarray(dy).reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
                        dx.reshape(n * c, hp * wp))
@@ -151,15 +152,20 @@ def max_pool2d_backward(dy, arg, padded_shape):
 # ----------------------------------------------------------------------------- im2col / col2im
 @njit(**_JIT)
 def _col2im_wide(col, kh, kw, dh, dw, wp, out):
+    # Loop order (c, i, j, n): col is read front to back, and two passes over the same plane (kernel offsets
+    # one element apart) are N planes apart. Offset-by-offset passes over ONE small plane made every vector
+    # load wait for the overlapping stores of the previous pass (store forwarding fails): 3-4x slower.
     n_n, c_n = out.shape[0], out.shape[1]
     lw = col.shape[4]
-    for t in prange(c_n * n_n):
-        c, n = t // n_n, t % n_n
+    for c in range(c_n):
         for i in range(kh):
             for j in range(kw):
                 off = i * dh * wp + j * dw
-                for q in range(lw):
-                    out[n, c, off + q] += col[c, i, j, n, q]
+                for n in range(n_n):
+                    src = col[c, i, j, n]
+                    dst = out[n, c, off:off + lw]
+                    for q in range(lw):
+                        dst[q] += src[q]
 
 
 def col2im_wide(col, out, g):
@@ -246,6 +252,6 @@ def gemm_to_nchw(y2, n, oh, bias, out):
 def nchw_to_gemm(dy, wg):
     """(n, O, OH, OW) -> (O, n*OH*Wg), columns OW..Wg-1 zero."""
     n, o, oh, ow = dy.shape
-    out = np.empty((o, n, oh, wg), dtype=dy.dtype)
+    out = workspace.empty((o, n, oh, wg), dy.dtype)
     _nchw_to_gemm(np.ascontiguousarray(dy), out)
     return out.reshape(o, n * oh * wg)

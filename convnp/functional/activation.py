@@ -13,7 +13,9 @@ needs: ReLU uses x, sigmoid/tanh/softmax use y). Formulas:
 """
 from __future__ import annotations
 
-from .. import accel
+import numpy as np
+
+from .. import accel, workspace
 from ..backend import get_array_module
 
 
@@ -27,6 +29,8 @@ def identity_backward(dy, x=None, y=None):
 
 def relu(x, out=None):
     xp = get_array_module(x)
+    if out is None and type(x) is np.ndarray:  # large outputs reuse freed memory (convnp.workspace)
+        out = workspace.empty(x.shape, x.dtype)
     return xp.maximum(x, 0, out=out)  # out=x: in place
 
 

@@ -34,7 +34,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import accel
+from .. import accel, workspace
 from ..backend import get_array_module, is_grad_enabled
 from ._args import int_pair
 from ..cuda import ops as cuda_ops
@@ -139,7 +139,7 @@ def _im2col(xpad, g: _Geom, buf=None):
     n, c = xpad.shape[:2]
     shape = (n, c, g.kh, g.kw, g.oh, g.ow)
     if buf is None:
-        col = xp.empty(shape, dtype=xpad.dtype)
+        col = workspace.empty(shape, xpad.dtype, xp)
     else:
         col = buf[:n * c * g.kh * g.kw * g.oh * g.ow].reshape(shape)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
@@ -161,7 +161,7 @@ def _col2im(col, padded_shape, g: _Geom, out=None):
     n, c = padded_shape[:2]
     col = col.reshape(n, c, g.kh, g.kw, g.oh, g.ow)
     if out is None:
-        out = xp.zeros(padded_shape, dtype=col.dtype)
+        out = workspace.zeros(padded_shape, col.dtype, xp)
     if accel.enabled_for(col, out) and out.flags.c_contiguous:
         return accel.kernels.col2im(col, out, g, batch_major=True)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
@@ -180,7 +180,7 @@ def _im2col_t(xpad, g: _Geom, buf=None):
     xp = get_array_module(xpad)
     n, c = xpad.shape[:2]
     k, m = c * g.kh * g.kw, n * g.oh * g.ow
-    col = xp.empty(k * m, dtype=xpad.dtype) if buf is None else buf[:k * m]
+    col = workspace.empty(k * m, xpad.dtype, xp) if buf is None else buf[:k * m]
     if xp is not np:  # GPU: the kernel writes (N, K, L); one transposed copy into (K, N*L)
         col_nkl = cuda_ops.im2col(xpad, g)
         if col_nkl is not None:
@@ -209,7 +209,7 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
             return img
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     if out is None:
-        out = xp.zeros(padded_shape, dtype=col.dtype)
+        out = workspace.zeros(padded_shape, col.dtype, xp)
     if accel.enabled_for(col, out) and out.flags.c_contiguous:
         return accel.kernels.col2im(col, out, g, batch_major=False)
     ot = out.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view of out
@@ -227,7 +227,7 @@ def _pad_wide(x, pads, mode):
     xp = get_array_module(x)
     (t, b), (l, r) = pads
     n, c, h, w = x.shape
-    out = xp.zeros((n, c, h + t + b + 1, w + l + r), dtype=x.dtype)
+    out = workspace.zeros((n, c, h + t + b + 1, w + l + r), x.dtype, xp)
     if mode == "zeros":
         out[:, :, t:t + h, l:l + w] = x
     else:
@@ -245,7 +245,7 @@ def _im2col_wide(xpad1, g: _Geom, buf=None):
     xp = get_array_module(xpad1)
     n, c, hp1, wp = xpad1.shape
     lw, k = g.oh * wp, c * g.kh * g.kw
-    col = xp.empty(k * n * lw, dtype=xpad1.dtype) if buf is None else buf[:k * n * lw]
+    col = workspace.empty(k * n * lw, xpad1.dtype, xp) if buf is None else buf[:k * n * lw]
     col = col.reshape(c, g.kh, g.kw, n, lw)
     xt = xpad1.reshape(n, c, hp1 * wp).transpose(1, 0, 2)  # (C, N, (Hp+1)*Wp) view
     for i in range(g.kh):
@@ -261,7 +261,7 @@ def _col2im_wide(col, padded1_shape, g: _Geom, out=None):
     n, c, hp1, wp = padded1_shape
     lw = g.oh * wp
     if out is None:
-        out = xp.zeros(padded1_shape, dtype=col.dtype)
+        out = workspace.zeros(padded1_shape, col.dtype, xp)
     if accel.enabled_for(col, out) and out.flags.c_contiguous and col.flags.c_contiguous:
         return accel.kernels.col2im_wide(col, out, g)
     col = col.reshape(c, g.kh, g.kw, n, lw)
@@ -321,7 +321,7 @@ def _gemm_to_nchw(y2, n, oh, ow, bias=None, out=None):
     o = y2.shape[0]
     y4 = y2.reshape(o, n, oh, -1)[:, :, :, :ow].transpose(1, 0, 2, 3)  # (n, O, OH, OW) view
     if out is None:
-        out = xp.empty(y4.shape, dtype=y2.dtype)
+        out = workspace.empty(y4.shape, y2.dtype, xp)
     if accel.enabled_for(y2, out, *(() if bias is None else (bias,))) and out.flags.c_contiguous \
             and y2.flags.c_contiguous:
         return accel.kernels.gemm_to_nchw(y2, n, oh, bias, out)
@@ -340,7 +340,7 @@ def _nchw_to_gemm(dy, wg):
         return accel.kernels.nchw_to_gemm(dy, wg)
     if wg == ow:
         return xp.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(o, n * oh * ow)
-    dy2 = xp.zeros((o, n, oh, wg), dtype=dy.dtype)
+    dy2 = workspace.zeros((o, n, oh, wg), dy.dtype, xp)
     dy2[:, :, :, :ow] = dy.transpose(1, 0, 2, 3)
     return dy2.reshape(o, n * oh * wg)
 
@@ -480,12 +480,12 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         lg = oh * (xpad.shape[3] if wide else ow)  # GEMM columns per sample
         per_sample = k * lg * x.dtype.itemsize
         size, blocks = _blocks(n, per_sample, xp)
-        y = xp.empty((n, o, oh, ow), dtype=np.result_type(x.dtype, w.dtype))
+        y = workspace.empty((n, o, oh, ow), np.result_type(x.dtype, w.dtype), xp)
         if save and n * per_sample <= COL_CHUNK_BYTES:
             col = im2col_fn(xpad, g)  # (C*kh*kw, N*Lg), kept for backward
         else:
-            buf = xp.empty(size * k * lg, dtype=x.dtype)
-        ybuf = xp.empty(o * size * lg, dtype=y.dtype)
+            buf = workspace.empty(size * k * lg, x.dtype, xp)
+        ybuf = workspace.empty(o * size * lg, y.dtype, xp)
         for s, e in blocks:  # one GEMM per block of about COL_BLOCK_BYTES (stays in cache)
             block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
             y2 = _gemm_w_col(w, block_col, groups, out=ybuf[:o * (e - s) * lg].reshape(o, (e - s) * lg))
@@ -538,10 +538,10 @@ def conv2d_backward(dy, cache, need_dx=True):
     k = w.shape[1] * groups * g.kh * g.kw
     lg = g.oh * wg
     size, blocks = _blocks(n, k * lg * w.dtype.itemsize, xp)
-    buf = xp.empty(size * k * lg, dtype=xpad.dtype) if col is None else None
-    dbuf = xp.empty(size * k * lg, dtype=dy.dtype) if need_dx else None
+    buf = workspace.empty(size * k * lg, xpad.dtype, xp) if col is None else None
+    dbuf = workspace.empty(size * k * lg, dy.dtype, xp) if need_dx else None
     dw = None
-    dx = xp.zeros(padded_shape, dtype=dy.dtype) if need_dx else None  # (N, C, Hp(+1), Wp)
+    dx = workspace.zeros(padded_shape, dy.dtype, xp) if need_dx else None  # (N, C, Hp(+1), Wp)
     for s, e in blocks:  # patches: a block of the cached ones, else rebuilt into one reused buffer
         block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
         dy2 = _nchw_to_gemm(dy[s:e], wg)  # (O, n*Lg)
@@ -554,7 +554,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     if dx is not None:
         dx = pad2d_backward(dx, cache["pads"], cache["padding_mode"], cache["x_shape"])
         if not dx.flags.c_contiguous:  # unpadded wide layout: a view without the extra row
-            dx = xp.ascontiguousarray(dx)
+            dx_view, dx = dx, workspace.empty(dx.shape, dx.dtype, xp)
+            dx[...] = dx_view
     return dx, dw.reshape(w.shape), db
 
 

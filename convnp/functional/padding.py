@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
+from .. import workspace
 
 __all__ = ["PAD_MODES", "normalize_pads", "pad2d", "pad2d_backward"]
 
@@ -91,7 +92,7 @@ def pad2d(x, pads, mode: str = "zeros"):
     xp = get_array_module(x)
     n, c, h, w = x.shape
     if mode == "zeros":
-        out = xp.zeros((n, c, h + t + b, w + l + r), dtype=x.dtype)
+        out = workspace.zeros((n, c, h + t + b, w + l + r), x.dtype, xp)
         out[:, :, t:t + h, l:l + w] = x
         return out
     rows = _source_index(mode, h, t, b, "height", "pad2d")
@@ -129,6 +130,8 @@ def pad2d_backward(dx_padded, pads, mode: str, input_shape):
         return dx_padded
     h, w = input_shape[2], input_shape[3]
     if mode == "zeros":
-        return dx_padded[:, :, t:t + h, l:l + w].copy()  # (N, C, H, W)
+        out = workspace.empty(tuple(dx_padded.shape[:2]) + (h, w), dx_padded.dtype, get_array_module(dx_padded))
+        out[...] = dx_padded[:, :, t:t + h, l:l + w]
+        return out  # (N, C, H, W)
     g = _fold_axis(dx_padded, mode, h, t, b, axis=2)  # (N, C, H, Wp)
     return _fold_axis(g, mode, w, l, r, axis=3)  # (N, C, H, W)
