@@ -5,7 +5,9 @@ NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a N
 one pass over memory where NumPy makes several (a max pool with its argmax, a ReLU backward without a boolean
 temporary) and cache-sized work per image plane (col2im, the NCHW <-> GEMM layout copies).
 
-They are used when all of these hold:
+A second, separate accelerator is :mod:`convnp.accel.direct`: a direct stride-1 convolution in C, compiled
+with the system's C compiler on first use (no numba needed), used for float32 convolutions with stride 1 and
+one group (see :func:`direct_enabled_for`). The numba kernels are used when all of these hold:
 
 * numba is installed (``pip install "convnp[fast]"``);
 * the environment variable ``CONVNP_ACCEL`` is not ``0`` and :func:`set_enabled` was not called with False;
@@ -26,7 +28,8 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "enabled_for", "set_enabled", "disabled", "kernels", "POOL_WINDOWS"]
+__all__ = ["available", "enabled_for", "direct_enabled_for", "set_enabled", "disabled", "kernels", "direct",
+           "POOL_WINDOWS"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: max-pool windows that have a compiled kernel (others take the NumPy path)
@@ -52,6 +55,18 @@ def enabled_for(*arrays) -> bool:
     return True
 
 
+def direct_enabled_for(*arrays) -> bool:
+    """True when the compiled direct convolution (:mod:`convnp.accel.direct`, needs a C compiler, not numba)
+    is switched on and built, and every array is a float32 NumPy array."""
+    if not _state["enabled"]:
+        return False
+    for a in arrays:
+        if type(a) is not np.ndarray or a.dtype != np.float32:
+            return False
+    from . import direct
+    return direct.available()
+
+
 def set_enabled(flag: bool) -> bool:
     """Switch the kernels on or off for this process; returns the previous setting."""
     previous = _state["enabled"]
@@ -70,6 +85,6 @@ def disabled():
 
 
 def __getattr__(name):  # ``convnp.accel.kernels`` compiles lazily: importing convnp never imports numba
-    if name == "kernels":
-        return importlib.import_module(__name__ + ".kernels")
+    if name in ("kernels", "direct"):
+        return importlib.import_module(__name__ + "." + name)
     raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

@@ -198,9 +198,17 @@ def _col2im_nc(col, kh, kw, sh, sw, dh, dw, out):
 
 @njit(**_JIT)
 def _col2im_cn(col, kh, kw, sh, sw, dh, dw, out):
-    for t in prange(out.shape[0] * out.shape[1]):
-        n, c = t // out.shape[1], t % out.shape[1]
-        _patches_to_plane(col[c, :, :, n], kh, kw, sh, sw, dh, dw, out[n, c])
+    # order (c, i, j, n) as in _col2im_wide: col read front to back, passes over one plane N planes apart
+    n_n, oh_n, ow_n = out.shape[0], col.shape[4], col.shape[5]
+    for c in range(out.shape[1]):
+        for i in range(kh):
+            for j in range(kw):
+                for n in range(n_n):
+                    plane, part = out[n, c], col[c, i, j, n]
+                    for oh in range(oh_n):
+                        row, src = plane[oh * sh + i * dh], part[oh]
+                        for ow in range(ow_n):
+                            row[ow * sw + j * dw] += src[ow]
 
 
 def col2im(col, out, g, batch_major):

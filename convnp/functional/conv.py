@@ -303,16 +303,25 @@ def _gemm_wt_dy(w, dy2, groups, out=None):
 
 
 def _gemm_dy_colt(dy2, col, groups, acc=None):
-    """dW (+)= dy @ col^T per group, one GEMM: dy2 (O, M), col (K, M) -> (G, O/G, K/G) (added into ``acc``)."""
+    """dW^T (+)= col @ dy^T per group, one GEMM: dy2 (O, M), col (K, M) -> (G, K/G, O/G) (added into ``acc``).
+
+    The transposed product is the fast one: with O = 16-32 filters, OpenBLAS runs ``col @ dy^T`` (a tall
+    K x O result) 1.6-2.5x faster than ``dy @ col^T``. :func:`_dw_from_acc` turns the sum into dW.
+    """
     xp = get_array_module(dy2)
     o, m = dy2.shape
     k = col.shape[0]
-    part = xp.matmul(dy2.reshape(groups, o // groups, m),
-                     col.reshape(groups, k // groups, m).transpose(0, 2, 1))  # (G, Og, M) @ (G, M, Kg)
+    part = xp.matmul(col.reshape(groups, k // groups, m),
+                     dy2.reshape(groups, o // groups, m).transpose(0, 2, 1))  # (G, Kg, M) @ (G, M, Og)
     if acc is None:
         return part
     acc += part
     return acc
+
+
+def _dw_from_acc(acc, w_shape):
+    """(G, Kg, Og) sum of :func:`_gemm_dy_colt` -> dW in the weight's shape (O, C/G, kh, kw)."""
+    return acc.transpose(0, 2, 1).reshape(w_shape)
 
 
 def _gemm_to_nchw(y2, n, oh, ow, bias=None, out=None):
@@ -415,6 +424,14 @@ def _blocks(n, bytes_per_sample, xp=np):
 
 
 # ----------------------------------------------------------------------------- conv2d
+def _direct_ok(x, w, b, g: _Geom, groups):
+    """True when the compiled direct kernel takes this convolution: float32 NumPy arrays, stride 1, one
+    group, a kernel larger than 1x1 (1x1 is a plain matmul already)."""
+    return (g.sh == g.sw == 1 and groups == 1 and g.kh * g.kw > 1 and x.dtype == np.float32
+            and w.dtype == np.float32 and (b is None or b.dtype == np.float32)
+            and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
+
+
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                    save_cache=None):
     """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
@@ -456,6 +473,16 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
 
     col = xpad = None
     k = c * kh * kw
+    if k >= o and _direct_ok(x, w, b, g, groups):  # compiled direct convolution (convnp.accel.direct)
+        pad_fn = None if padding_mode == "zeros" else (lambda a: pad2d(a, pads, padding_mode))
+        buf, xpad = accel.direct.padded_input(x, pads, (kh, kw), (dh, dw), pad_fn)  # (N, C, Hp+1, Wp)
+        y = accel.direct.conv2d(buf, xpad.shape, w, b, (dh, dw), (oh, ow))
+        cache = None
+        if save:
+            cache = dict(col=None, col_gemm=None, xpad=xpad, w=w, has_bias=b is not None, geom=g, groups=groups,
+                         pads=pads, padding_mode=padding_mode, x_shape=x.shape, padded_shape=xpad.shape,
+                         wide=True)  # backward: the im2col + GEMM path on the cached padded input
+        return y, cache
     # few patch rows (K < O, e.g. a first layer): per-sample GEMMs in NCHW order beat transposing y and dy
     per_sample = k < o and n * k * oh * ow * x.dtype.itemsize <= COL_CHUNK_BYTES
     wide = False
@@ -545,7 +572,7 @@ def conv2d_backward(dy, cache, need_dx=True):
     for s, e in blocks:  # patches: a block of the cached ones, else rebuilt into one reused buffer
         block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
         dy2 = _nchw_to_gemm(dy[s:e], wg)  # (O, n*Lg)
-        dw = _gemm_dy_colt(dy2, block_col, groups, dw)  # (G, Og, Kg)
+        dw = _gemm_dy_colt(dy2, block_col, groups, dw)  # (G, Kg, Og)
         if need_dx:
             dcol = _gemm_wt_dy(w, dy2, groups, out=dbuf[:k * (e - s) * lg].reshape(k, (e - s) * lg))
             col2im_fn(dcol, (e - s,) + tuple(dx.shape[1:]), g, out=dx[s:e])
@@ -556,7 +583,7 @@ def conv2d_backward(dy, cache, need_dx=True):
         if not dx.flags.c_contiguous:  # unpadded wide layout: a view without the extra row
             dx_view, dx = dx, workspace.empty(dx.shape, dx.dtype, xp)
             dx[...] = dx_view
-    return dx, dw.reshape(w.shape), db
+    return dx, _dw_from_acc(dw, w.shape), db
 
 
 # ----------------------------------------------------------------------------- transposed conv
@@ -659,10 +686,10 @@ def conv_transpose2d_backward(dy, cache, need_dx=True):
     for s, e in chunks:
         col = _im2col_t(dypad[s:e], g, buf)  # (Cout*kh*kw, n*H*W)
         x2 = _nchw_to_gemm(x[s:e], g.ow)  # (Cin, n*H*W)
-        dw = _gemm_dy_colt(x2, col, groups, dw)  # (G, Cin/G, Cout/G*kh*kw)
+        dw = _gemm_dy_colt(x2, col, groups, dw)  # (G, Cout/G*kh*kw, Cin/G)
         if need_dx:
             _gemm_to_nchw(_gemm_w_col(w, col, groups), e - s, g.oh, g.ow, out=dx[s:e])  # (n, Cin, H, W)
-    return dx, dw.reshape(w.shape), db
+    return dx, _dw_from_acc(dw, w.shape), db
 
 
 # ----------------------------------------------------------------------------- textbook pair

@@ -1,0 +1,144 @@
+"""convnp.accel.direct: the compiled stride-1 convolution gives what the NumPy im2col + GEMM path gives.
+
+The kernel needs a C compiler; CI's machine has one, so these tests fail (not skip) when the build breaks.
+"""
+import numpy as np
+import pytest
+
+from convnp import accel
+from convnp.accel import direct
+from convnp.functional import conv as C
+from convnp.functional import conv2d_backward, conv2d_forward
+
+
+def test_kernel_builds_here():
+    assert direct.available(), direct.status()
+    assert "built with" in direct.status()
+
+
+def _both_ways(fn):
+    out = fn()
+    with accel.disabled():
+        ref = fn()
+    return out, ref
+
+
+# (N, C, H, W, O, k, padding, dilation, bias, padding_mode)
+CASES = [
+    (4, 16, 28, 28, 16, 3, 1, 1, True, "zeros"),      # DeepConvNet's first wide layer
+    (3, 8, 14, 14, 32, 3, 1, 1, False, "zeros"),
+    (2, 5, 9, 11, 13, 3, "same", 1, True, "zeros"),   # O not a multiple of 8, H != W
+    (2, 4, 12, 12, 6, 5, 2, 1, True, "zeros"),        # 5x5: the generic tap loop
+    (2, 4, 12, 10, 8, 3, 2, 2, True, "zeros"),        # dilation
+    (2, 3, 8, 8, 4, 2, ((0, 1), (1, 0)), 1, True, "zeros"),  # even kernel, asymmetric pads
+    (2, 3, 8, 8, 4, 3, 4, 1, True, "zeros"),          # padding larger than the kernel
+    (2, 6, 10, 10, 8, 3, 1, 1, True, "reflect"),
+    (2, 6, 10, 10, 8, 3, 2, 1, True, "circular"),
+    (5, 9, 7, 7, 64, 3, 1, 1, True, "replicate"),
+    (1, 64, 7, 7, 64, 3, 1, 1, True, "zeros"),
+]
+
+
+@pytest.mark.parametrize("n,c,h,w,o,k,padding,dilation,bias,mode", CASES)
+def test_forward_and_gradients_match_the_numpy_path(n, c, h, w, o, k, padding, dilation, bias, mode):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
+    b = rng.standard_normal(o).astype(np.float32) if bias else None
+    calls = []
+    original = direct.conv2d
+
+    def run():
+        y, cache = conv2d_forward(x, wt, b, padding=padding, dilation=dilation, padding_mode=mode)
+        dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+        dx, dw, db = conv2d_backward(dy, cache)
+        return y, dx, dw, db
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    direct.conv2d = counting
+    try:
+        out, ref = _both_ways(run)
+    finally:
+        direct.conv2d = original
+    assert calls, "the direct kernel was not used"
+    for got, want in zip(out, ref):
+        if want is None:
+            assert got is None
+            continue
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch_split_over_threads_gives_the_same_result(threads):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 16, 12, 12)).astype(np.float32)
+    wt = rng.standard_normal((24, 16, 3, 3)).astype(np.float32) * 0.1
+    previous = direct.num_threads()
+    try:
+        direct.set_num_threads(threads)
+        y, _ = conv2d_forward(x, wt, padding=1, save_cache=False)
+    finally:
+        direct.set_num_threads(previous)
+    with accel.disabled():
+        ref, _ = conv2d_forward(x, wt, padding=1, save_cache=False)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_non_contiguous_input_and_nan_propagate():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 8, 10, 20)).astype(np.float32)[:, :, :, ::2]  # strided view
+    x[1, 2, 3, 4] = np.nan
+    wt = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    y, _ = conv2d_forward(x, wt, padding=1, save_cache=False)
+    with accel.disabled():
+        ref, _ = conv2d_forward(x, wt, padding=1, save_cache=False)
+    assert np.array_equal(np.isnan(y), np.isnan(ref)) and np.isnan(y[1]).any() and not np.isnan(y[0]).any()
+    np.testing.assert_allclose(y[0], ref[0], rtol=1e-4, atol=1e-4)
+
+
+def test_other_cases_stay_on_numpy():
+    x32 = np.zeros((2, 4, 8, 8), np.float32)
+    w32 = np.zeros((4, 4, 3, 3), np.float32)
+    geom = C._Geom(3, 3, 1, 1, 1, 1, 8, 8)
+    assert C._direct_ok(x32, w32, None, geom, 1)
+    assert not C._direct_ok(x32.astype(np.float64), w32.astype(np.float64), None, geom, 1)  # float64
+    assert not C._direct_ok(x32, w32, None, C._Geom(3, 3, 2, 2, 1, 1, 4, 4), 1)  # stride 2
+    assert not C._direct_ok(x32, w32[:, :2], None, geom, 2)  # groups
+    assert not C._direct_ok(x32, w32[:, :, :1, :1], None, C._Geom(1, 1, 1, 1, 1, 1, 8, 8), 1)  # 1x1
+    with accel.disabled():
+        assert not C._direct_ok(x32, w32, None, geom, 1)
+
+
+def test_missing_compiler_means_not_available_with_a_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path / "cache"))
+    fn, why = direct._build()
+    assert fn is None and "failed" in why
+
+
+def test_build_goes_to_the_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path))
+    fn, why = direct._build()
+    assert fn is not None, why
+    built = list(tmp_path.glob("direct_conv_*.so"))
+    assert len(built) == 1 and str(built[0]) in why
+    assert not list(tmp_path.glob("*.so.tmp*")) and len(list(tmp_path.iterdir())) == 1  # no temporary left
+
+
+def test_set_num_threads_rejects_zero():
+    with pytest.raises(ValueError, match="at least 1"):
+        direct.set_num_threads(0)
+
+
+def test_compiler_error_is_reported(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path))
+    broken = tmp_path / "broken.c"
+    broken.write_text("this is not C\n")
+    monkeypatch.setattr(direct, "_SOURCE", broken)
+    fn, why = direct._build()
+    assert fn is None and "failed" in why
+    assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
