@@ -260,7 +260,8 @@ def main(argv=None):
     results, ratios = {}, {}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads={args.threads}; "
           f"numpy {np.__version__}, torch {torch.__version__}; convnp.accel (numba kernels): "
-          f"{'on' if accel.available() else 'off'}")
+          f"{'on' if accel.available() else 'off'}; C direct convolution: "
+          f"{'on' if accel.direct_enabled_for() else 'off'}")
     if "train" in parts:
         for name in ("simple_convnet", "deep_convnet"):
             r = bench_train(x, t, name, steps, repeats, textbook_steps=3 if args.quick else 5)
@@ -292,7 +293,8 @@ def main(argv=None):
         results["vgg16_b8_peak_rss_mib"] = r
         print(f"VGG16 batch-8 224x224 forward peak RSS: convnp {r['convnp']} MiB, torch {r['torch']} MiB")
     print("JSON " + json.dumps({"ratios": {k: round(v, 3) for k, v in ratios.items()}, "results": results,
-                                "accel": accel.available(), "threads": args.threads}))
+                                "accel": accel.available(), "direct_conv": accel.direct_enabled_for(),
+                                "threads": args.threads}))
 
 
 if __name__ == "__main__":
