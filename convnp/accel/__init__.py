@@ -85,6 +85,6 @@ def disabled():
 
 
 def __getattr__(name):  # ``convnp.accel.kernels`` compiles lazily: importing convnp never imports numba
-    if name in ("kernels", "direct"):
+    if name in ("kernels", "direct", "threads"):
         return importlib.import_module(__name__ + "." + name)
     raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

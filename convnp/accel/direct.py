@@ -125,14 +125,10 @@ def num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads per call."""
-    if int(n) < 1:
+    """Use ``n`` threads per call (see also :func:`convnp.accel.threads.kernel_threads_for_inference`)."""
+    if isinstance(n, bool) or int(n) < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
-    with _lock:
-        _state["threads"] = int(n)
-        if _state["pool"] is not None:
-            _state["pool"].shutdown(wait=False)
-            _state["pool"] = None
+    _state["threads"] = int(n)
 
 
 def _run_split(n, call):
@@ -141,12 +137,14 @@ def _run_split(n, call):
     if threads <= 1:
         call(0, n)
         return
-    if _state["pool"] is None:
+    if _state["pool"] is None or _state["pool"]._max_workers < threads:
         with _lock:
-            if _state["pool"] is None:
-                _state["pool"] = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="convnp")
+            if _state["pool"] is None or _state["pool"]._max_workers < threads:
+                _state["pool"] = ThreadPoolExecutor(max_workers=max(threads, os.cpu_count() or 1),
+                                                    thread_name_prefix="convnp")
     bounds = [n * k // threads for k in range(threads + 1)]
-    futures = [_state["pool"].submit(call, bounds[k], bounds[k + 1]) for k in range(threads)]
+    futures = [_state["pool"].submit(call, bounds[k], bounds[k + 1]) for k in range(1, threads)]
+    call(bounds[0], bounds[1])  # the calling thread takes the first share
     for f in futures:
         f.result()
 

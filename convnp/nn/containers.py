@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import backend
+from .. import accel, backend
 from ..backend import get_array_module
 from . import module as _module
 from .module import Module
@@ -72,8 +72,9 @@ class Sequential(Module):
     def forward(self, x):
         if self._infer_in_chunks(x):
             xp = get_array_module(x)
-            return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
-                                   for i in range(0, x.shape[0], INFERENCE_CHUNK)])
+            with accel.threads.kernel_threads_for_inference():  # convnp's kernel threads, not OpenBLAS's
+                return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
+                                       for i in range(0, x.shape[0], INFERENCE_CHUNK)])
         return self._forward_layers(x)
 
     def _forward_layers(self, x):
