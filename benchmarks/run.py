@@ -4,7 +4,7 @@
     python -m benchmarks.run --quick      # fewer steps and repeats
     python -m benchmarks.run --only train,infer,conv,pool,memory
 
-Contestants alternate within each repeat and the median is reported. Training epochs are timed on a fixed
+Contestants alternate within each repeat and the median is reported (5 repeats, 15 for the conv and pool grid). Training epochs are timed on a fixed
 number of steps (batch 100, Adam) and scaled to an epoch of 600 steps (60,000 MNIST images). Prints a table
 and one JSON line of ratios (convnp time / peer time: below 1 means convnp is faster).
 Run it on an idle machine: a timing is only meaningful as a ratio from one run.
@@ -281,7 +281,7 @@ def main(argv=None):
                   f"throughput ratio {r['convnp'] / r['torch']:.2f}")
     for part, fn in (("conv", bench_conv), ("pool", bench_pool)):
         if part in parts:
-            rows = fn(repeats)
+            rows = fn(3 * repeats)  # milliseconds each: more repeats make the medians steadier on a noisy machine
             results[part] = rows
             for row in rows:
                 ratio = row["convnp"] / row["torch"]
