@@ -142,3 +142,33 @@ def test_compiler_error_is_reported(monkeypatch, tmp_path):
     fn, why = direct._build()
     assert fn is None and "failed" in why
     assert not list(tmp_path.glob("*.so"))  # no half-built library left behind
+
+
+def test_unwritable_cache_dir_means_not_available_with_a_reason(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("CONVNP_CACHE_DIR", str(blocker / "cache"))
+    fn, why = direct._build()
+    assert fn is None and "failed" in why
+
+
+def test_a_forked_child_gets_its_own_thread_pool():
+    import multiprocessing as mp
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 8, 10, 10)).astype(np.float32)
+    wt = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    previous = direct.num_threads()
+    direct.set_num_threads(2)
+    try:
+        y, _ = conv2d_forward(x, wt, padding=1, save_cache=False)  # the parent's pool exists now
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:  # the child inherits the pool object but not its threads
+            y_child = pool.apply_async(_child_conv, (x, wt)).get(timeout=60)
+    finally:
+        direct.set_num_threads(previous)
+    np.testing.assert_array_equal(y_child, y)
+
+
+def _child_conv(x, wt):
+    direct.set_num_threads(2)
+    return conv2d_forward(x, wt, padding=1, save_cache=False)[0]

@@ -42,7 +42,7 @@ _SOURCE = Path(__file__).with_name("direct_conv.c")
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 _FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
 _lock = threading.Lock()
-_state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None}
+_state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pid": None}
 
 
 # ----------------------------------------------------------------------------- build and load
@@ -137,11 +137,14 @@ def _run_split(n, call):
     if threads <= 1:
         call(0, n)
         return
-    if _state["pool"] is None or _state["pool"]._max_workers < threads:
+    pool = _state["pool"]
+    if pool is None or pool._max_workers < threads or _state["pid"] != os.getpid():  # a forked child: new pool
         with _lock:
-            if _state["pool"] is None or _state["pool"]._max_workers < threads:
+            pool = _state["pool"]
+            if pool is None or pool._max_workers < threads or _state["pid"] != os.getpid():
                 _state["pool"] = ThreadPoolExecutor(max_workers=max(threads, os.cpu_count() or 1),
                                                     thread_name_prefix="convnp")
+                _state["pid"] = os.getpid()
     bounds = [n * k // threads for k in range(threads + 1)]
     futures = [_state["pool"].submit(call, bounds[k], bounds[k + 1]) for k in range(1, threads)]
     call(bounds[0], bounds[1])  # the calling thread takes the first share
