@@ -143,7 +143,9 @@ def test_training_step_of_textbook_nets_equal_numpy_path(model_name):
 
     (losses, weights), (losses_ref, weights_ref) = both_ways(run)
     np.testing.assert_allclose(losses, losses_ref, rtol=1e-5)
-    np.testing.assert_allclose(weights, weights_ref, rtol=1e-4, atol=1e-6)
+    # the C kernels sum in another order, and Adam's first steps scale even a 1e-7 gradient difference up
+    # towards lr-sized ones for weights whose gradient is near zero: 2e-5 is 1% of three steps of lr=1e-3
+    np.testing.assert_allclose(weights, weights_ref, rtol=1e-4, atol=2e-5)
     assert losses[-1] < losses[0]
 
 

@@ -124,7 +124,7 @@ def test_build_goes_to_the_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path))
     fn, why = direct._build()
     assert fn is not None, why
-    built = list(tmp_path.glob("direct_conv_*.so"))
+    built = list(tmp_path.glob("convnp_kernels_*.so"))
     assert len(built) == 1 and str(built[0]) in why
     assert not list(tmp_path.glob("*.so.tmp*")) and len(list(tmp_path.iterdir())) == 1  # no temporary left
 
@@ -138,7 +138,7 @@ def test_compiler_error_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path))
     broken = tmp_path / "broken.c"
     broken.write_text("this is not C\n")
-    monkeypatch.setattr(direct, "_SOURCE", broken)
+    monkeypatch.setattr(direct, "_SOURCES", (broken,))
     fn, why = direct._build()
     assert fn is None and "failed" in why
     assert not list(tmp_path.glob("*.so"))  # no half-built library left behind

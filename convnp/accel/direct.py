@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
 import platform
 import shutil
@@ -36,9 +37,11 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "conv2d", "padded_input", "num_threads", "set_num_threads"]
+__all__ = ["available", "status", "library", "conv2d", "padded_input", "adam_step", "num_threads",
+           "set_num_threads"]
 
-_SOURCE = Path(__file__).with_name("direct_conv.c")
+#: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
+_SOURCES = (Path(__file__).with_name("direct_conv.c"), Path(__file__).with_name("adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 _FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
 _lock = threading.Lock()
@@ -61,19 +64,23 @@ def _cpu_signature() -> str:
 
 
 def _build():
+    """Compile (or find in the cache) and load the C library: ``(ctypes.CDLL or None, how / why not)``."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         return None, "no C compiler (cc, gcc or clang) on PATH"
-    source = _SOURCE.read_bytes()
+    try:
+        source = b"".join(path.read_bytes() for path in _SOURCES)
+    except OSError as e:
+        return None, f"reading the kernel sources failed: {e}"
     key = hashlib.sha256(source + " ".join([compiler] + _CFLAGS).encode() + _cpu_signature().encode())
-    target = _cache_dir() / f"direct_conv_{key.hexdigest()[:16]}.so"
+    target = _cache_dir() / f"convnp_kernels_{key.hexdigest()[:16]}.so"
     if not target.exists():
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
             os.close(fd)
-            res = subprocess.run([compiler, *_CFLAGS, str(_SOURCE), "-o", tmp], capture_output=True, text=True,
-                                 timeout=120)
+            res = subprocess.run([compiler, *_CFLAGS, *map(str, _SOURCES), "-o", tmp, "-lm"], capture_output=True,
+                                 text=True, timeout=120)
             if res.returncode != 0:
                 os.unlink(tmp)
                 return None, f"{compiler} failed: {res.stderr.strip()[-500:]}"
@@ -84,20 +91,27 @@ def _build():
         lib = ctypes.CDLL(str(target))
     except OSError as e:
         return None, f"loading {target} failed: {e}"
-    fn = lib.convnp_conv2d_s1
-    p, i = ctypes.c_void_p, ctypes.c_long
-    fn.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, p]
-    fn.restype = None
-    return fn, f"built with {compiler} at {target}"
+    p, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
+    lib.convnp_conv2d_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, p]
+    lib.convnp_conv2d_s1.restype = None
+    lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
+    lib.convnp_adam_f32.restype = None
+    return lib, f"built with {compiler} at {target}"
 
 
-def _kernel():
+def library():
+    """The loaded C library (ctypes.CDLL), or None when it is not available (see :func:`status`)."""
     if not _state["tried"]:
         with _lock:
             if not _state["tried"]:
                 _state["lib"], _state["why"] = _build()
                 _state["tried"] = True
     return _state["lib"]
+
+
+def _kernel():
+    lib = library()
+    return None if lib is None else lib.convnp_conv2d_s1
 
 
 def available() -> bool:
@@ -217,3 +231,12 @@ def conv2d(buf, xpad_shape, w, b, dilation, out_hw, out=None):
            None if bias is None else bias.ctypes.data, ya + s * o * oh * ow * item)
     _run_split(n, call)
     return y
+
+
+def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """One Adam/AdamW step in place on C-contiguous float32 arrays of one shape (``adam.c``; the rule of
+    ``convnp.optim.Adam``, with subnormal numbers flushed to zero)."""
+    lib = library()
+    lib.convnp_adam_f32(p.ctypes.data, g.ctypes.data, m.ctypes.data, v.ctypes.data, p.size, lr, beta1, beta2, eps,
+                        weight_decay, int(bool(decoupled)), lr / (1.0 - beta1 ** step),
+                        math.sqrt(1.0 - beta2 ** step))

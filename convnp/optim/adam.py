@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from .. import accel
 from ..backend import get_array_module
 from ..cuda import ops as cuda_ops
 from .optimizer import Optimizer, check_non_negative, check_unit_interval
@@ -69,12 +70,17 @@ class Adam(Optimizer):
                 eps=self.eps, weight_decay=self.weight_decay, step=t, decoupled=self.decoupled,
                 max_exp_avg_sq=state["max_exp_avg_sq"] if self.amsgrad else None):
             return
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if not self.amsgrad and accel.direct_enabled_for(p.data, grad, m, v) and grad.shape == p.data.shape \
+                and all(a.flags.c_contiguous for a in (p.data, grad, m, v)):
+            accel.direct.adam_step(p.data, grad, m, v, self.lr, beta1, beta2, self.eps, self.weight_decay,
+                                   self.decoupled, t)  # one pass in C, subnormals flushed (see adam.c)
+            return
         if self.weight_decay:
             if self.decoupled:
                 p.data *= 1.0 - self.lr * self.weight_decay
             else:
                 grad = grad + self.weight_decay * p.data
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         m += (1.0 - beta1) * (grad - m)  # torch's lerp: m = m + (1 - beta1) * (g - m)
         v *= beta2
         v += (1.0 - beta2) * (grad * grad)
