@@ -1,5 +1,7 @@
 """Direct stride-1 convolution through a small C kernel (``direct_conv.c``), compiled on first use.
 
+The same library holds the fused Adam step (``adam.c``, :func:`adam_step`, used by ``convnp.optim.Adam``).
+
 Why: for the 16-64-channel layers of small CNNs, im2col + GEMM spends more time building and reading the
 patch matrix (every input value copied kh*kw times) than multiplying, and GEMMs with 16-32 rows run far
 below the machine's peak. The kernel reads each tap's contiguous run of the padded image directly and keeps
