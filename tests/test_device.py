@@ -404,11 +404,12 @@ def test_zoo_models_train_on_a_device_without_mixing(strict_gpu, name):
 @pytest.mark.parametrize("name,shape", [("lenet5", (2, 1, 32, 32)), ("resnet20_cifar", (2, 3, 32, 32))])
 def test_more_zoo_models_run_on_a_device_without_mixing(strict_gpu, name, shape):
     from convnp import models
-    model = models.get_model(name)
+    model = models.get_model(name, seed=0)
     x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
-    y_ref = model(x)
-    dy = np.ones_like(y_ref)
-    dx_ref = model.backward(dy)
+    with accel.disabled():  # the reference: the NumPy path, which the device code mirrors (batch norm over 2
+        y_ref = model(x)     # samples magnifies the C kernel's other summation order into 1e-2 differences)
+        dy = np.ones_like(y_ref)
+        dx_ref = model.backward(dy)
     model.zero_grad()
     model.to("cuda")
     y = model(backend.to_device(x, "cuda"))
