@@ -40,10 +40,8 @@ MIN_BYTES = 256 * 2 ** 10
 MAX_BYTES = 512 * 2 ** 20
 
 _lock = threading.Lock()
-_buffers: dict[int, list] = {}  # nbytes -> [uint8 buffer, ...]
+_buffers: dict[int, list] = {}  # nbytes -> [sentinel, uint8 buffer, ...]
 _state = {"bytes": 0, "enabled": os.environ.get("CONVNP_WORKSPACE", "1").strip() not in ("0", "false", "off", "no")}
-# references to a free buffer while it is checked: the cache's list, the loop variable, getrefcount's argument
-_FREE_REFS = 3
 
 
 def enabled() -> bool:
@@ -56,11 +54,14 @@ def _take(nbytes: int):
     asked for before: a size seen once, as in a one-off inference, is not worth keeping)."""
     with _lock:
         pool = _buffers.get(nbytes)
-        if pool is None:  # first time this size is asked for
-            _buffers[nbytes] = []
+        if pool is None:  # first time this size is asked for; the list starts with a never-used sentinel
+            _buffers[nbytes] = [np.empty(0, dtype=np.uint8)]
             return np.empty(nbytes, dtype=np.uint8)
-        for buf in pool:
-            if sys.getrefcount(buf) == _FREE_REFS:
+        free_refs = None
+        for buf in pool:  # a buffer is free when nothing but this list refers to it, like the sentinel
+            if free_refs is None:  # the sentinel: the count of a free buffer on this interpreter, seen the
+                free_refs = sys.getrefcount(buf)  # same way (list + loop variable + argument on CPython 3.11)
+            elif sys.getrefcount(buf) == free_refs:
                 return buf.view()  # the caller's view holds a reference: the buffer is busy from here on
         buf = np.empty(nbytes, dtype=np.uint8)
         if _state["bytes"] + nbytes <= MAX_BYTES:
