@@ -40,8 +40,7 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "library", "conv2d", "padded_input", "adam_step", "num_threads",
-           "set_num_threads"]
+__all__ = ["available", "status", "library", "conv2d", "slack", "adam_step", "num_threads", "set_num_threads"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 _SOURCES = (Path(__file__).with_name("direct_conv.c"), Path(__file__).with_name("adam.c"))
@@ -113,19 +112,14 @@ def library():
     return _state["lib"]
 
 
-def _kernel():
-    lib = library()
-    return None if lib is None else lib.convnp_conv2d_s1
-
-
 def available() -> bool:
-    """True when the C kernel is (or can be) compiled and loaded."""
-    return _kernel() is not None
+    """True when the C kernels are (or can be) compiled and loaded."""
+    return library() is not None
 
 
 def status() -> str:
-    """How the kernel was built, or why it is not available."""
-    _kernel()
+    """How the kernels were built, or why they are not available."""
+    library()
     return _state["why"]
 
 
@@ -169,35 +163,11 @@ def _run_split(n, call):
 
 
 # ----------------------------------------------------------------------------- the operations
-def _slack(kh, kw, dh, dw, wp):
-    """Floats the kernel may read past the last plane (discarded positions only)."""
+def slack(kernel_hw, dilation, wp):
+    """Floats the kernel may read past the last padded plane (at positions whose outputs it drops): the
+    padded input handed to :func:`conv2d` must have this many (zeroed) floats after it in memory."""
+    (kh, kw), (dh, dw) = kernel_hw, dilation
     return _PIXEL_BLOCK + (kh - 1) * dh * wp + (kw - 1) * dw + 16
-
-
-def padded_input(x, pads, kernel_hw, dilation, pad_fn=None):
-    """x (N, C, H, W) -> (buffer, xpad): xpad (N, C, Hp + 1, Wp) is a view of the 1-D ``buffer`` (which has
-    slack after it for the kernel), zero-padded by ``pads`` (or filled by ``pad_fn(x)`` -> (N, C, Hp, Wp)
-    for the other padding modes). The extra bottom row is zero, as in conv's "wide" im2col layout."""
-    (t, b), (l, r) = pads
-    n, c, h, w = x.shape
-    hp, wp = h + t + b, w + l + r
-    size = n * c * (hp + 1) * wp
-    buf = workspace.empty(size + _slack(*kernel_hw, *dilation, wp), np.float32)
-    xpad = buf[:size].reshape(n, c, hp + 1, wp)
-    if pad_fn is None:
-        if t or b or l or r:
-            xpad[:, :, :t] = 0
-            xpad[:, :, t + h:] = 0
-            xpad[:, :, t:t + h, :l] = 0
-            xpad[:, :, t:t + h, l + w:] = 0
-        else:
-            xpad[:, :, h:] = 0
-        xpad[:, :, t:t + h, l:l + w] = x
-    else:
-        xpad[:, :, :hp] = pad_fn(x)
-        xpad[:, :, hp:] = 0
-    buf[size:] = 0
-    return buf, xpad
 
 
 def _pack(w):
@@ -209,23 +179,24 @@ def _pack(w):
     return np.ascontiguousarray(wpk.reshape(ob, _FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
-def conv2d(buf, xpad_shape, w, b, dilation, out_hw, out=None):
-    """Stride-1 convolution of the padded input made by :func:`padded_input`: -> y (N, O, OH, OW) float32.
+def conv2d(xpad, w, b, dilation, out_hw):
+    """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32.
 
-    ``w`` (O, C, kh, kw), ``b`` (O,) or None, ``dilation`` (dh, dw), ``out_hw`` (OH, OW) with
-    OH = Hp - dh*(kh-1), OW = Wp - dw*(kw-1).
+    ``xpad`` (N, C, Hp + 1, Wp): C-contiguous float32, followed in memory by :func:`slack` zeroed floats
+    (``convnp.functional.conv._pad_wide(x, pads, mode, slack)`` makes it); ``w`` (O, C, kh, kw), ``b`` (O,)
+    or None, ``dilation`` (dh, dw), ``out_hw`` (OH, OW) with OH = Hp - dh*(kh-1), OW = Wp - dw*(kw-1).
     """
-    fn = _kernel()
-    n, c, hp1, wp = xpad_shape
+    fn = library().convnp_conv2d_s1
+    n, c, hp1, wp = xpad.shape
     o, _, kh, kw = w.shape
     dh, dw = dilation
     oh, ow = out_hw
     plane = hp1 * wp
-    y = workspace.empty((n, o, oh, ow), np.float32) if out is None else out
+    y = workspace.empty((n, o, oh, ow), np.float32)
     wpk = _pack(w)
     offs = np.array([i * dh * wp + j * dw for i in range(kh) for j in range(kw)], dtype=np.int64)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
-    xa, ya = buf.ctypes.data, y.ctypes.data
+    xa, ya = xpad.ctypes.data, y.ctypes.data
     item = 4
 
     def call(s, e):

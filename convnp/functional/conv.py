@@ -222,16 +222,29 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     return out
 
 
-def _pad_wide(x, pads, mode):
-    """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside."""
+def _pad_wide(x, pads, mode, slack=0):
+    """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside.
+
+    With ``slack`` > 0 the result is a view of a 1-D buffer that has ``slack`` zeros after it (the direct
+    kernel of :mod:`convnp.accel.direct` reads past the last plane at positions it then drops).
+    """
     xp = get_array_module(x)
     (t, b), (l, r) = pads
     n, c, h, w = x.shape
-    out = workspace.zeros((n, c, h + t + b + 1, w + l + r), x.dtype, xp)
-    if mode == "zeros":
+    hp, wp = h + t + b, w + l + r
+    size = n * c * (hp + 1) * wp
+    buf = workspace.empty(size + slack, x.dtype, xp)
+    out = buf[:size].reshape(n, c, hp + 1, wp)
+    if mode == "zeros":  # zero the border only, then copy the image in
+        out[:, :, :t] = 0
+        out[:, :, t + h:] = 0  # bottom padding and the extra row
+        out[:, :, t:t + h, :l] = 0
+        out[:, :, t:t + h, l + w:] = 0
         out[:, :, t:t + h, l:l + w] = x
     else:
-        out[:, :, :h + t + b] = pad2d(x, pads, mode)
+        out[:, :, :hp] = pad2d(x, pads, mode)
+        out[:, :, hp:] = 0
+    buf[size:] = 0
     return out
 
 
@@ -427,8 +440,7 @@ def _blocks(n, bytes_per_sample, xp=np):
 def _direct_ok(x, w, b, g: _Geom, groups):
     """True when the compiled direct kernel takes this convolution: float32 NumPy arrays, stride 1, one
     group, a kernel larger than 1x1 (1x1 is a plain matmul already)."""
-    return (g.sh == g.sw == 1 and groups == 1 and g.kh * g.kw > 1 and x.dtype == np.float32
-            and w.dtype == np.float32 and (b is None or b.dtype == np.float32)
+    return (g.sh == g.sw == 1 and groups == 1 and g.kh * g.kw > 1
             and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
 
 
@@ -474,9 +486,9 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     col = xpad = None
     k = c * kh * kw
     if k >= o and _direct_ok(x, w, b, g, groups):  # compiled direct convolution (convnp.accel.direct)
-        pad_fn = None if padding_mode == "zeros" else (lambda a: pad2d(a, pads, padding_mode))
-        buf, xpad = accel.direct.padded_input(x, pads, (kh, kw), (dh, dw), pad_fn)  # (N, C, Hp+1, Wp)
-        y = accel.direct.conv2d(buf, xpad.shape, w, b, (dh, dw), (oh, ow))
+        slack = accel.direct.slack((kh, kw), (dh, dw), wd + sum(pads[1]))
+        xpad = _pad_wide(x, pads, padding_mode, slack)  # (N, C, Hp+1, Wp), zeros after it for the kernel
+        y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow))
         cache = None
         if save:
             cache = dict(col=None, col_gemm=None, xpad=xpad, w=w, has_bias=b is not None, geom=g, groups=groups,
