@@ -7,6 +7,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import convnp
+from convnp import accel
 from convnp.accel import direct, threads
 
 pytestmark = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores (CI's machine has 2)")
@@ -68,3 +69,13 @@ def test_chunked_inference_uses_it_and_matches_unchunked(monkeypatch):
         whole = model(x)
     assert os.cpu_count() in seen
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_without_the_direct_kernel_blas_keeps_its_threads(monkeypatch):
+    before = _blas_threads()
+    with accel.disabled():  # convolutions are GEMMs then: single-threaded BLAS would only slow them down
+        with threads.kernel_threads_for_inference() as changed:
+            assert not changed and _blas_threads() == before
+    monkeypatch.setattr(direct, "available", lambda: False)  # no C compiler
+    with threads.kernel_threads_for_inference() as changed:
+        assert not changed and _blas_threads() == before

@@ -42,12 +42,14 @@ def _blas_controller():
 def kernel_threads_for_inference():
     """Run a block with NumPy's BLAS on one thread and convnp's direct kernel on every core (see above).
 
-    Yields True when the setting changed, False when it could not (no threadpoolctl, one core,
-    ``CONVNP_NUM_THREADS`` given, or already inside such a block).
+    Yields True when the setting changed, False when it did not (no threadpoolctl, one core,
+    ``CONVNP_NUM_THREADS`` given, the direct kernel not in use, or already inside such a block).
     """
-    from . import direct
+    from . import direct, direct_enabled_for
     cores = os.cpu_count() or 1
-    ctl = None if cores < 2 or os.environ.get("CONVNP_NUM_THREADS") else _blas_controller()
+    # without the direct kernel (no C compiler, accelerators off) the convolutions are GEMMs: keep BLAS's threads
+    ctl = None if cores < 2 or os.environ.get("CONVNP_NUM_THREADS") or not direct_enabled_for() \
+        else _blas_controller()
     with _lock:
         nested = _state["active"] > 0
         _state["active"] += 1
