@@ -35,7 +35,11 @@ def assert_same(a, b, dtype):
         return
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert a.shape == b.shape and a.dtype == b.dtype
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    # float32 sums of thousands of products (a weight gradient over 20*14*14 positions) come out in another
+    # order in the compiled kernels: both paths are ~4e-4 off the float64 result on |values| ~150, so the
+    # absolute tolerance follows the size of the values (measured difference between the paths: 6e-5)
+    scale = float(np.abs(b).max()) if b.size and dtype == np.float32 else 1.0
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, scale / 10))
 
 
 # (N, C, H, W, filters, kernel, stride, padding, dilation, groups, padding_mode): the wide stride-1 layout,

@@ -43,7 +43,7 @@ from .. import workspace
 __all__ = ["available", "status", "library", "conv2d", "slack", "adam_step", "num_threads", "set_num_threads"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
-_SOURCES = (Path(__file__).with_name("direct_conv.c"), Path(__file__).with_name("adam.c"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "pad.c", "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 _FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
 _lock = threading.Lock()
@@ -97,6 +97,10 @@ def _build():
     p, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
     lib.convnp_conv2d_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, p]
     lib.convnp_conv2d_s1.restype = None
+    lib.convnp_conv2d_dw_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p]
+    lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
+    lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
+    lib.convnp_pad_planes.restype = None
     lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
     lib.convnp_adam_f32.restype = None
     return lib, f"built with {compiler} at {target}"
@@ -143,9 +147,9 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = int(n)
 
 
-def _run_split(n, call):
-    """call(start, stop) over the batch, split into num_threads() parts run at once."""
-    threads = min(num_threads(), n)
+def _run_split(n, call, threads=None):
+    """call(start, stop) over the batch, split into ``threads`` (default num_threads()) parts run at once."""
+    threads = min(num_threads() if threads is None else threads, n)
     if threads <= 1:
         call(0, n)
         return
@@ -204,6 +208,55 @@ def conv2d(xpad, w, b, dilation, out_hw):
            None if bias is None else bias.ctypes.data, ya + s * o * oh * ow * item)
     _run_split(n, call)
     return y
+
+
+def pad_planes(x, top, left, out, mask=None):
+    """Copy x (N, C, H, W) into the middle of ``out`` (N, C, Hp1, Wp), zeroing everything around it: ``top``
+    rows above, ``left`` columns on the left, the rest of ``out`` below and on the right (``pad.c``).
+    With ``mask`` (the shape of x) only entries where mask > 0 are copied, the others become 0 (ReLU backward).
+    x, mask: C-contiguous float32; out: C-contiguous float32."""
+    fn = library().convnp_pad_planes
+    n, c, h, w = x.shape
+    hp1, wp = out.shape[2:]
+    xa, oa, item = x.ctypes.data, out.ctypes.data, 4
+    ma = None if mask is None else mask.ctypes.data
+
+    def call(s, e):
+        fn(xa + s * c * h * w * item, None if ma is None else ma + s * c * h * w * item, (e - s) * c, h, w, top,
+           left, hp1, wp, oa + s * c * hp1 * wp * item)
+    _run_split(n, call)
+    return out
+
+
+def conv2d_dw(xpad, dy, kernel_hw, dilation):
+    """Weight gradient of a stride-1 convolution -> dw (O, C, kh, kw) float32 (``direct_dw.c``).
+
+    ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
+    upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
+    Each thread sums its share of the batch; the shares are added at the end.
+    """
+    fn = library().convnp_conv2d_dw_s1
+    n, c, hp1, wp = xpad.shape
+    _, o, oh, ow = dy.shape
+    (kh, kw), (dh, dw_) = kernel_hw, dilation
+    plane = hp1 * wp
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
+    threads = max(1, min(num_threads(), n))
+    parts = np.empty((threads, o, c, kh, kw), np.float32)
+    bounds = [n * k // threads for k in range(threads + 1)]
+    xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
+    failed = []
+
+    def call(s, e):
+        k = bounds.index(s)
+        if fn(xa + s * c * plane * item, e - s, c, plane, da + s * o * oh * ow * item, o, oh, ow, wp,
+              offs.ctypes.data, kh * kw, parts[k].ctypes.data) != 0:
+            failed.append(k)
+    _run_split(n, call, threads)
+    if failed:
+        raise MemoryError("convnp.accel.direct.conv2d_dw: the kernel could not allocate its buffers")
+    return parts.sum(axis=0) if threads > 1 else parts[0]
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):

@@ -235,7 +235,9 @@ def _pad_wide(x, pads, mode, slack=0):
     size = n * c * (hp + 1) * wp
     buf = workspace.empty(size + slack, x.dtype, xp)
     out = buf[:size].reshape(n, c, hp + 1, wp)
-    if mode == "zeros":  # zero the border only, then copy the image in
+    if mode == "zeros" and x.flags.c_contiguous and accel.direct_enabled_for(x):
+        accel.direct.pad_planes(x, t, l, out)  # one pass in C, split over the threads
+    elif mode == "zeros":  # zero the border only, then copy the image in
         out[:, :, :t] = 0
         out[:, :, t + h:] = 0  # bottom padding and the extra row
         out[:, :, t:t + h, :l] = 0
@@ -493,7 +495,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         if save:
             cache = dict(col=None, col_gemm=None, xpad=xpad, w=w, has_bias=b is not None, geom=g, groups=groups,
                          pads=pads, padding_mode=padding_mode, x_shape=x.shape, padded_shape=xpad.shape,
-                         wide=True)  # backward: the im2col + GEMM path on the cached padded input
+                         wide=True, direct=True)  # backward: _direct_backward (or im2col + GEMM on xpad)
         return y, cache
     # few patch rows (K < O, e.g. a first layer): per-sample GEMMs in NCHW order beat transposing y and dy
     per_sample = k < o and n * k * oh * ow * x.dtype.itemsize <= COL_CHUNK_BYTES
@@ -540,6 +542,41 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     return y, cache
 
 
+DIRECT_BACKWARD = True
+
+
+def _direct_dx_pads(cache):
+    """Padding of dy that turns dx into a stride-1 convolution with the flipped filters, or None when the
+    forward's padding was not zeros or wider than the kernel's reach (then dx takes the GEMM path)."""
+    g, ((pt, pb), (pl, pr)) = cache["geom"], cache["pads"]
+    reach_h, reach_w = (g.kh - 1) * g.dh, (g.kw - 1) * g.dw
+    if cache["padding_mode"] != "zeros" or max(pt, pb) > reach_h or max(pl, pr) > reach_w:
+        return None
+    return (reach_h - pt, reach_h - pb), (reach_w - pl, reach_w - pr)
+
+
+def _direct_backward(dy, cache, need_dx):
+    """Backward of a convolution whose forward ran in the direct kernel (:mod:`convnp.accel.direct`).
+
+    dw[o, c, i, j] = sum dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw] (``direct.conv2d_dw``);
+    dx = dy zero-padded by (k-1)*d - pad on each side, correlated with the filters flipped and transposed to
+    (C, O, kh, kw): the forward kernel run backwards, no patch matrix and no col2im.
+    """
+    w, g, xpad = cache["w"], cache["geom"], cache["xpad"]
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+    dw = accel.direct.conv2d_dw(xpad, dy, (g.kh, g.kw), (g.dh, g.dw))
+    dx = None
+    if need_dx:
+        pads = _direct_dx_pads(cache)
+        h, wd = cache["x_shape"][2:]
+        slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(pads[1]))
+        dypad = _pad_wide(dy, pads, "zeros", slack)  # (N, O, OH + 2*reach - pads + 1, ...)
+        w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
+        dx = accel.direct.conv2d(dypad, w_flipped, None, (g.dh, g.dw), (h, wd))
+    return dx, dw.astype(w.dtype, copy=False), db
+
+
 def conv2d_backward(dy, cache, need_dx=True):
     """Gradients of :func:`conv2d_forward`: ``(dx, dw, db)``.
 
@@ -553,6 +590,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     if cache is None:
         raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]
+    if cache.get("direct") and DIRECT_BACKWARD and (not need_dx or _direct_dx_pads(cache) is not None):
+        return _direct_backward(dy, cache, need_dx)
     xp = get_array_module(dy)
     n, o = dy.shape[0], w.shape[0]
     if col is not None and col.ndim == 3:  # per-sample patches (N, K, L); a 1x1 conv's are x itself
