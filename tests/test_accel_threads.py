@@ -25,7 +25,7 @@ def no_thread_env(monkeypatch):
 def test_inside_blas_is_single_threaded_and_the_kernel_uses_every_core():
     before_blas, before_kernel = _blas_threads(), direct.num_threads()
     assert before_blas and max(before_blas) > 1  # OpenBLAS starts with one thread per core
-    with threads.kernel_threads_for_inference() as changed:
+    with threads.kernel_threads() as changed:
         assert changed
         assert _blas_threads() == [1] * len(before_blas)
         assert direct.num_threads() == os.cpu_count()
@@ -33,21 +33,21 @@ def test_inside_blas_is_single_threaded_and_the_kernel_uses_every_core():
 
 
 def test_nested_blocks_and_explicit_thread_count_change_nothing(monkeypatch):
-    with threads.kernel_threads_for_inference() as outer:
-        with threads.kernel_threads_for_inference() as inner:
+    with threads.kernel_threads() as outer:
+        with threads.kernel_threads() as inner:
             assert outer and not inner
             assert _blas_threads()[0] == 1
         assert _blas_threads()[0] == 1  # the inner block did not restore early
     monkeypatch.setenv("CONVNP_NUM_THREADS", "2")
     before = _blas_threads()
-    with threads.kernel_threads_for_inference() as changed:
+    with threads.kernel_threads() as changed:
         assert not changed and _blas_threads() == before
 
 
 def test_settings_come_back_after_an_error():
     before_blas, before_kernel = _blas_threads(), direct.num_threads()
     with pytest.raises(RuntimeError, match="boom"):
-        with threads.kernel_threads_for_inference():
+        with threads.kernel_threads():
             raise RuntimeError("boom")
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel
 
@@ -74,8 +74,8 @@ def test_chunked_inference_uses_it_and_matches_unchunked(monkeypatch):
 def test_without_the_direct_kernel_blas_keeps_its_threads(monkeypatch):
     before = _blas_threads()
     with accel.disabled():  # convolutions are GEMMs then: single-threaded BLAS would only slow them down
-        with threads.kernel_threads_for_inference() as changed:
+        with threads.kernel_threads() as changed:
             assert not changed and _blas_threads() == before
     monkeypatch.setattr(direct, "available", lambda: False)  # no C compiler
-    with threads.kernel_threads_for_inference() as changed:
+    with threads.kernel_threads() as changed:
         assert not changed and _blas_threads() == before

@@ -95,9 +95,9 @@ def _build():
     except OSError as e:
         return None, f"loading {target} failed: {e}"
     p, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
-    lib.convnp_conv2d_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, p]
+    lib.convnp_conv2d_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, ctypes.c_int, p]
     lib.convnp_conv2d_s1.restype = None
-    lib.convnp_conv2d_dw_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p]
+    lib.convnp_conv2d_dw_s1.argtypes = [p, i, i, i, p, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
     lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
     lib.convnp_pad_planes.restype = None
@@ -141,7 +141,7 @@ def num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads per call (see also :func:`convnp.accel.threads.kernel_threads_for_inference`)."""
+    """Use ``n`` threads per call (see also :func:`convnp.accel.threads.kernel_threads`)."""
     if isinstance(n, bool) or int(n) < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
     _state["threads"] = int(n)
@@ -183,8 +183,8 @@ def _pack(w):
     return np.ascontiguousarray(wpk.reshape(ob, _FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
-def conv2d(xpad, w, b, dilation, out_hw):
-    """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32.
+def conv2d(xpad, w, b, dilation, out_hw, relu=False):
+    """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32 (max(y, 0) with ``relu``).
 
     ``xpad`` (N, C, Hp + 1, Wp): C-contiguous float32, followed in memory by :func:`slack` zeroed floats
     (``convnp.functional.conv._pad_wide(x, pads, mode, slack)`` makes it); ``w`` (O, C, kh, kw), ``b`` (O,)
@@ -205,7 +205,7 @@ def conv2d(xpad, w, b, dilation, out_hw):
 
     def call(s, e):
         fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
-           None if bias is None else bias.ctypes.data, ya + s * o * oh * ow * item)
+           None if bias is None else bias.ctypes.data, int(relu), ya + s * o * oh * ow * item)
     _run_split(n, call)
     return y
 
@@ -228,12 +228,14 @@ def pad_planes(x, top, left, out, mask=None):
     return out
 
 
-def conv2d_dw(xpad, dy, kernel_hw, dilation):
-    """Weight gradient of a stride-1 convolution -> dw (O, C, kh, kw) float32 (``direct_dw.c``).
+def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
+    """Weight gradient of a stride-1 convolution -> (dw (O, C, kh, kw), db (O,) or None) float32 (``direct_dw.c``).
 
     ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
     upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
-    Each thread sums its share of the batch; the shares are added at the end.
+    With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
+    ``with_bias`` also returns db[o] = the sum of that dy. Each thread sums its share of the batch; the
+    shares are added at the end.
     """
     fn = library().convnp_conv2d_dw_s1
     n, c, hp1, wp = xpad.shape
@@ -241,22 +243,26 @@ def conv2d_dw(xpad, dy, kernel_hw, dilation):
     (kh, kw), (dh, dw_) = kernel_hw, dilation
     plane = hp1 * wp
     dy = np.ascontiguousarray(dy, dtype=np.float32)
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
     offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
     threads = max(1, min(num_threads(), n))
     parts = np.empty((threads, o, c, kh, kw), np.float32)
+    bias_parts = np.empty((threads, o), np.float32) if with_bias else None
     bounds = [n * k // threads for k in range(threads + 1)]
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
     failed = []
 
     def call(s, e):
         k = bounds.index(s)
-        if fn(xa + s * c * plane * item, e - s, c, plane, da + s * o * oh * ow * item, o, oh, ow, wp,
-              offs.ctypes.data, kh * kw, parts[k].ctypes.data) != 0:
+        at = s * o * oh * ow * item
+        if fn(xa + s * c * plane * item, e - s, c, plane, da + at, None if mask is None else mask.ctypes.data + at,
+              o, oh, ow, wp, offs.ctypes.data, kh * kw, parts[k].ctypes.data,
+              None if bias_parts is None else bias_parts[k].ctypes.data) != 0:
             failed.append(k)
     _run_split(n, call, threads)
     if failed:
         raise MemoryError("convnp.accel.direct.conv2d_dw: the kernel could not allocate its buffers")
-    return parts.sum(axis=0) if threads > 1 else parts[0]
+    return parts.sum(axis=0), (None if bias_parts is None else bias_parts.sum(axis=0))
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):

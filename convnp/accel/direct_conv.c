@@ -8,6 +8,8 @@
  * q >= ow (the right border of each row) are computed too and thrown away; they may read past the plane
  * (into the next plane or the caller's slack), which changes nothing that is kept.
  *
+ * With `relu` set the kernel stores max(y, 0) (a ReLU fused into the store).
+ *
  * Register blocking: OB = 8 filters x PB = 32 positions of accumulators (16 AVX-512 registers); each tap
  * costs 2 vector loads of x, 8 broadcast weights and 16 FMAs. Weights come packed as
  * wpk[ob][c][t][8] (filters padded with zeros to a multiple of 8).
@@ -17,7 +19,7 @@
 
 static inline __attribute__((always_inline)) void
 conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, const long *off, long kk, long oh,
-            long ow, long wp, const float *bias, float *y)
+            long ow, long wp, const float *bias, int relu, float *y)
 {
     const long span = oh * wp;
     for (long ob = 0; ob * OB < o_n; ob++) {
@@ -45,24 +47,25 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                     continue;
                 for (int q = 0; q < OB && ob * OB + q < o_n; q++) {
                     const long o = ob * OB + q;
-                    y[(o * oh + r) * ow + col] = acc[q][v] + (bias ? bias[o] : 0.0f);
+                    const float value = acc[q][v] + (bias ? bias[o] : 0.0f);
+                    y[(o * oh + r) * ow + col] = relu && !(value > 0.0f) ? 0.0f : value;
                 }
             }
         }
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL. 3x3 kernels (kk = 9) get their
+/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL; relu: store max(y, 0). 3x3 kernels (kk = 9) get their
  * own copy of the loops with the tap count known to the compiler: 1.5x faster than the generic one. */
 void convnp_conv2d_s1(const float *x, long n_n, long c_n, long plane, const float *wpk, long o_n,
-                      const long *off, long kk, long oh, long ow, long wp, const float *bias, float *y)
+                      const long *off, long kk, long oh, long ow, long wp, const float *bias, int relu, float *y)
 {
     for (long n = 0; n < n_n; n++) {
         const float *xn = x + n * c_n * plane;
         float *yn = y + n * o_n * oh * ow;
         if (kk == 9)
-            conv_sample(xn, c_n, plane, wpk, o_n, off, 9, oh, ow, wp, bias, yn);
+            conv_sample(xn, c_n, plane, wpk, o_n, off, 9, oh, ow, wp, bias, relu, yn);
         else
-            conv_sample(xn, c_n, plane, wpk, o_n, off, kk, oh, ow, wp, bias, yn);
+            conv_sample(xn, c_n, plane, wpk, o_n, off, kk, oh, ow, wp, bias, relu, yn);
     }
 }

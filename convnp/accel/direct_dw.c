@@ -7,6 +7,9 @@
  * q >= ow and after the last row (up to a multiple of 16): then each tap is one contiguous run of x times one
  * contiguous run of dy, and the columns the forward threw away contribute zeros.
  *
+ * With a `mask` (the ReLU output that followed the convolution) dy counts only where mask > 0: the ReLU's
+ * backward happens in that copy. `db`, when given, gets the bias gradient (the sum of the copied dy per filter).
+ *
  * Sums run in 16-float vectors (GCC vector extensions: AVX-512 where the CPU has it, two AVX2 halves else):
  * 2 filters x up to 9 taps = 18 vector accumulators in registers; each 16-position step costs 2 loads of dy,
  * one load of x per tap and 2 FMAs per tap. The accumulators live in `acc` (o, c, t, 16 lanes) between
@@ -90,10 +93,11 @@ static void dw_samples(const float *x, long c_n, long plane, const float *dyw, l
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane) wide padded input, dy (n_n, o_n, oh, ow); adds nothing, writes
- * dw (o_n, c_n, kk). Returns 0, or -1 when memory ran out (dw is then left unwritten). */
-int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const float *dy, long o_n, long oh,
-                        long ow, long wp, const long *off, long kk, float *dw)
+/* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL);
+ * writes dw (o_n, c_n, kk) and, when db is not NULL, db (o_n). Returns 0, or -1 when memory ran out (dw and db
+ * are then left unwritten). */
+int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
+                        long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
     const long per_sample = (c_n * plane + o_n * span16) * (long)sizeof(float);
@@ -110,13 +114,33 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
     }
     memset(acc, 0, acc_bytes);
     memset(dyw, 0, dyw_bytes); /* the q >= ow columns and the tail stay zero */
+    if (db)
+        memset(db, 0, o_n * sizeof(float));
     for (long n0 = 0; n0 < n_n; n0 += nb) {
         const long m = n_n - n0 < nb ? n_n - n0 : nb;
         for (long n = 0; n < m; n++)
-            for (long o = 0; o < o_n; o++)
-                for (long r = 0; r < oh; r++)
-                    memcpy(dyw + ((n * o_n + o) * span16 + r * wp), dy + (((n0 + n) * o_n + o) * oh + r) * ow,
-                           ow * sizeof(float));
+            for (long o = 0; o < o_n; o++) {
+                for (long r = 0; r < oh; r++) {
+                    const long at = (((n0 + n) * o_n + o) * oh + r) * ow;
+                    float *row = dyw + (n * o_n + o) * span16 + r * wp;
+                    if (mask) {
+                        for (long q = 0; q < ow; q++) { /* both loads unconditional: vectorizes */
+                            const float d = dy[at + q];
+                            row[q] = mask[at + q] > 0.0f ? d : 0.0f;
+                        }
+                    } else {
+                        memcpy(row, dy + at, ow * sizeof(float));
+                    }
+                }
+                if (db) { /* the row's zeros add nothing: sum the whole wide run in vectors */
+                    const v16 *run = (const v16 *)(dyw + (n * o_n + o) * span16);
+                    v16 sum = {0};
+                    for (long p = 0; p < span16 / LANES; p++)
+                        sum += run[p];
+                    for (int l = 0; l < LANES; l++)
+                        db[o] += sum[l];
+                }
+            }
         dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, o_n, span16, off, kk, m, acc);
     }
     for (long i = 0; i < o_n * c_n * kk; i++) {

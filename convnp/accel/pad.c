@@ -20,8 +20,10 @@ void convnp_pad_planes(const float *x, const float *mask, long planes, long h, l
             float *row = ok + (t + r) * wp;
             memset(row, 0, l * sizeof(float));
             if (mk) {
-                for (long q = 0; q < w; q++)
-                    row[l + q] = mk[r * w + q] > 0.0f ? xk[r * w + q] : 0.0f;
+                for (long q = 0; q < w; q++) { /* both loads unconditional: vectorizes */
+                    const float v = xk[r * w + q];
+                    row[l + q] = mk[r * w + q] > 0.0f ? v : 0.0f;
+                }
             } else {
                 memcpy(row + l, xk + r * w, w * sizeof(float));
             }

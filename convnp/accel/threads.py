@@ -1,17 +1,20 @@
-"""Who uses the cores during inference: convnp's own kernel threads instead of OpenBLAS's.
+"""Who uses the cores: convnp's own kernel threads instead of OpenBLAS's, where the direct kernels do the work.
 
 OpenBLAS's worker threads keep spinning on their cores for a while after every matrix product (its
 ``THREAD_TIMEOUT``, about 0.1 s by default), so a kernel thread that convnp starts right after one finds
 its core busy. Measured on the 2-core benchmark machine (DeepConvNet inference, batch 1,000, in one
 process, alternating): direct kernel on 1 thread with OpenBLAS on 2: ~3,000 images/s; kernel on 2 threads,
-OpenBLAS on 2: ~2,350; kernel on 2 threads, OpenBLAS on 1: ~3,550.
+OpenBLAS on 2: ~2,350; kernel on 2 threads, OpenBLAS on 1: ~3,550. Training (DeepConvNet, batch 100, Adam,
+forward and both gradients in the direct kernels): 85 ms a step with OpenBLAS on 2 threads and GEMM
+gradients, 78 ms with the direct gradients on 1 kernel thread, 56 ms with the kernel on 2 and OpenBLAS on 1.
 
-:func:`kernel_threads_for_inference` gives inference exactly that last setting: for the duration of a
-chunked ``Sequential`` inference (``no_grad()``, eval mode) NumPy's BLAS runs on one thread, its matrix
-products there being small (64-sample chunks), and :mod:`convnp.accel.direct` splits each convolution over
-all cores. It needs threadpoolctl (``pip install "convnp[fast]"``) to reach NumPy's BLAS; without it, or with
-``CONVNP_NUM_THREADS`` set, nothing changes. Training keeps OpenBLAS's threads: its large weight-gradient
-products need them.
+:func:`kernel_threads` gives a block exactly that last setting: NumPy's BLAS on one thread, and
+:mod:`convnp.accel.direct` splitting each call over all cores. ``Sequential`` uses it for chunked inference
+(``no_grad()``, eval mode) and for the forward and backward of a training step when
+:func:`trains_on_kernel_threads` says every layer's heavy work runs in the direct kernels (stride-1 convs;
+a strided, grouped or 1x1 conv or a big Dense layer keeps OpenBLAS's threads for its GEMMs). It needs
+threadpoolctl (``pip install "convnp[fast]"``) to reach NumPy's BLAS; without it, or with
+``CONVNP_NUM_THREADS`` set, nothing changes.
 """
 from __future__ import annotations
 
@@ -39,8 +42,8 @@ def _blas_controller():
 
 
 @contextlib.contextmanager
-def kernel_threads_for_inference():
-    """Run a block with NumPy's BLAS on one thread and convnp's direct kernel on every core (see above).
+def kernel_threads():
+    """Run a block with NumPy's BLAS on one thread and convnp's direct kernels on every core (see above).
 
     Yields True when the setting changed, False when it did not (no threadpoolctl, one core,
     ``CONVNP_NUM_THREADS`` given, the direct kernel not in use, or already inside such a block).
@@ -67,3 +70,29 @@ def kernel_threads_for_inference():
     finally:
         with _lock:
             _state["active"] -= 1
+
+
+#: a Dense layer with more weights than this keeps OpenBLAS's threads for training (its GEMMs are big)
+DENSE_WEIGHTS_ON_ONE_THREAD = 1 << 20
+
+
+def trains_on_kernel_threads(model) -> bool:
+    """True when a float32 training step of ``model`` does its heavy work in the direct kernels: every
+    convolution has stride 1, one group, a kernel larger than 1x1 and zero padding, every Dense layer has
+    at most :data:`DENSE_WEIGHTS_ON_ONE_THREAD` weights, and every other layer is a built-in one without
+    matrix products (activations, pooling, dropout, batch norm, padding, flatten, containers)."""
+    from ..nn import containers
+    from ..nn.layers import activation, conv, dense, dropout, normalization, padding, pooling
+    light = (activation.Activation, pooling._Pool2D, pooling._GlobalPool2D, pooling.AdaptiveAvgPool2D,
+             dropout.Dropout, normalization._BatchNorm, padding.Padding2D, dense.Flatten, containers.Sequential,
+             containers.Identity)
+    for m in model.modules():
+        if type(m) is conv.Conv2D:
+            if (m.strides != (1, 1) or m.groups != 1 or m.kernel_size == (1, 1) or m.padding_mode != "zeros"):
+                return False
+        elif type(m) is dense.Dense:
+            if m.weight is not None and m.weight.data.size > DENSE_WEIGHTS_ON_ONE_THREAD:
+                return False
+        elif not isinstance(m, light):
+            return False
+    return True

@@ -38,6 +38,7 @@ from .. import accel, workspace
 from ..backend import get_array_module, is_grad_enabled
 from ._args import int_pair
 from ..cuda import ops as cuda_ops
+from .activation import relu_backward
 from .padding import PAD_MODES, normalize_pads, pad2d, pad2d_backward
 
 __all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resolve_padding",
@@ -222,21 +223,29 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     return out
 
 
-def _pad_wide(x, pads, mode, slack=0):
+def _pad_wide(x, pads, mode, slack=0, mask=None):
     """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside.
 
     With ``slack`` > 0 the result is a view of a 1-D buffer that has ``slack`` zeros after it (the direct
-    kernel of :mod:`convnp.accel.direct` reads past the last plane at positions it then drops).
+    kernel of :mod:`convnp.accel.direct` reads past the last plane at positions it then drops). With ``mask``
+    (zeros mode only) x counts only where mask > 0 (a ReLU's backward on the way).
     """
     xp = get_array_module(x)
+    c_path = mode == "zeros" and x.flags.c_contiguous and accel.direct_enabled_for(x)
+    if mask is not None:
+        if mode != "zeros":
+            raise ValueError("_pad_wide: a mask needs zeros padding")
+        c_path = c_path and mask.flags.c_contiguous and accel.direct_enabled_for(mask)
+        if not c_path:
+            x, mask = x * (mask > 0), None
     (t, b), (l, r) = pads
     n, c, h, w = x.shape
     hp, wp = h + t + b, w + l + r
     size = n * c * (hp + 1) * wp
     buf = workspace.empty(size + slack, x.dtype, xp)
     out = buf[:size].reshape(n, c, hp + 1, wp)
-    if mode == "zeros" and x.flags.c_contiguous and accel.direct_enabled_for(x):
-        accel.direct.pad_planes(x, t, l, out)  # one pass in C, split over the threads
+    if c_path:
+        accel.direct.pad_planes(x, t, l, out, mask)  # one pass in C, split over the threads
     elif mode == "zeros":  # zero the border only, then copy the image in
         out[:, :, :t] = 0
         out[:, :, t + h:] = 0  # bottom padding and the extra row
@@ -447,7 +456,7 @@ def _direct_ok(x, w, b, g: _Geom, groups):
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                   save_cache=None):
+                   save_cache=None, relu=False):
     """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
 
     Args:
@@ -459,6 +468,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         groups: split channels into independent groups (groups = C: depthwise).
         padding_mode: "zeros", "reflect", "replicate" or "circular".
         save_cache: keep what backward needs; default: ``is_grad_enabled()`` (False under ``no_grad()``).
+        relu: return max(y, 0) (a ReLU fused into the convolution: one pass fewer over y, and in the direct
+            kernel none at all); :func:`conv2d_backward` then takes the gradient of that output.
 
     The GEMMs run over batch blocks of about ``COL_BLOCK_BYTES`` of patches; when the patches of the whole
     batch fit ``COL_CHUNK_BYTES`` they are cached for backward (``cache["col"]``: (C*kh*kw, N, OH, OW)),
@@ -487,15 +498,18 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
 
     col = xpad = None
     k = c * kh * kw
-    if k >= o and _direct_ok(x, w, b, g, groups):  # compiled direct convolution (convnp.accel.direct)
+    # compiled direct convolution (convnp.accel.direct); with few patch rows (K < O, a first layer) only when it
+    # has several threads: on one, per-sample GEMMs (below) were faster
+    if _direct_ok(x, w, b, g, groups) and (k >= o or accel.direct.num_threads() > 1):
         slack = accel.direct.slack((kh, kw), (dh, dw), wd + sum(pads[1]))
         xpad = _pad_wide(x, pads, padding_mode, slack)  # (N, C, Hp+1, Wp), zeros after it for the kernel
-        y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow))
+        y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow), relu)
         cache = None
         if save:
             cache = dict(col=None, col_gemm=None, xpad=xpad, w=w, has_bias=b is not None, geom=g, groups=groups,
                          pads=pads, padding_mode=padding_mode, x_shape=x.shape, padded_shape=xpad.shape,
-                         wide=True, direct=True)  # backward: _direct_backward (or im2col + GEMM on xpad)
+                         wide=True, direct=True,  # backward: _direct_backward (or im2col + GEMM on xpad)
+                         relu_out=y if relu else None)
         return y, cache
     # few patch rows (K < O, e.g. a first layer): per-sample GEMMs in NCHW order beat transposing y and dy
     per_sample = k < o and n * k * oh * ow * x.dtype.itemsize <= COL_CHUNK_BYTES
@@ -531,6 +545,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
             block_col = col[:, s * lg:e * lg] if col is not None else im2col_fn(xpad[s:e], g, buf)  # (K, n*Lg)
             y2 = _gemm_w_col(w, block_col, groups, out=ybuf[:o * (e - s) * lg].reshape(o, (e - s) * lg))
             _gemm_to_nchw(y2, e - s, oh, ow, b, out=y[s:e])  # (O, n*Lg) -> (n, O, OH, OW)
+    if relu:
+        y = xp.maximum(y, 0, out=y)
     cache = None
     if save:
         col_gemm = col
@@ -538,7 +554,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
             col = col.reshape(col.shape[0], n, oh, -1)[:, :, :, :ow]
         cache = dict(col=col, col_gemm=col_gemm, xpad=None if col is not None else xpad, w=w,
                      has_bias=b is not None, geom=g, groups=groups, pads=pads, padding_mode=padding_mode,
-                     x_shape=x.shape, padded_shape=padded_shape, wide=wide)
+                     x_shape=x.shape, padded_shape=padded_shape, wide=wide, relu_out=y if relu else None)
     return y, cache
 
 
@@ -558,20 +574,20 @@ def _direct_dx_pads(cache):
 def _direct_backward(dy, cache, need_dx):
     """Backward of a convolution whose forward ran in the direct kernel (:mod:`convnp.accel.direct`).
 
-    dw[o, c, i, j] = sum dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw] (``direct.conv2d_dw``);
+    dw[o, c, i, j] = sum dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw] and db (``direct.conv2d_dw``);
     dx = dy zero-padded by (k-1)*d - pad on each side, correlated with the filters flipped and transposed to
     (C, O, kh, kw): the forward kernel run backwards, no patch matrix and no col2im.
     """
     w, g, xpad = cache["w"], cache["geom"], cache["xpad"]
     dy = np.ascontiguousarray(dy, dtype=np.float32)
-    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
-    dw = accel.direct.conv2d_dw(xpad, dy, (g.kh, g.kw), (g.dh, g.dw))
+    mask = cache.get("relu_out")  # a fused ReLU: dy counts where its output is > 0 (applied in the copies)
+    dw, db = accel.direct.conv2d_dw(xpad, dy, (g.kh, g.kw), (g.dh, g.dw), mask, cache["has_bias"])
     dx = None
     if need_dx:
         pads = _direct_dx_pads(cache)
         h, wd = cache["x_shape"][2:]
         slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(pads[1]))
-        dypad = _pad_wide(dy, pads, "zeros", slack)  # (N, O, OH + 2*reach - pads + 1, ...)
+        dypad = _pad_wide(dy, pads, "zeros", slack, mask)  # (N, O, OH + 2*reach - pads + 1, ...)
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
         dx = accel.direct.conv2d(dypad, w_flipped, None, (g.dh, g.dw), (h, wd))
     return dx, dw.astype(w.dtype, copy=False), db
@@ -592,6 +608,8 @@ def conv2d_backward(dy, cache, need_dx=True):
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]
     if cache.get("direct") and DIRECT_BACKWARD and (not need_dx or _direct_dx_pads(cache) is not None):
         return _direct_backward(dy, cache, need_dx)
+    if cache.get("relu_out") is not None:  # the fused ReLU's backward first
+        dy = relu_backward(dy, y=cache["relu_out"])
     xp = get_array_module(dy)
     n, o = dy.shape[0], w.shape[0]
     if col is not None and col.ndim == 3:  # per-sample patches (N, K, L); a 1x1 conv's are x itself

@@ -72,9 +72,13 @@ class Sequential(Module):
     def forward(self, x):
         if self._infer_in_chunks(x):
             xp = get_array_module(x)
-            with accel.threads.kernel_threads_for_inference():  # convnp's kernel threads, not OpenBLAS's
+            with accel.threads.kernel_threads():  # convnp's kernel threads, not OpenBLAS's
                 return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
                                        for i in range(0, x.shape[0], INFERENCE_CHUNK)])
+        self._step_on_kernel_threads = self._train_on_kernel_threads(x)  # backward does the same
+        if self._step_on_kernel_threads:
+            with accel.threads.kernel_threads():
+                return self._forward_layers(x)
         return self._forward_layers(x)
 
     def _forward_layers(self, x):
@@ -91,7 +95,18 @@ class Sequential(Module):
                 and _module._summary_recorder is None
                 and not any(m.training or m.mixes_samples for m in self.modules()))
 
+    def _train_on_kernel_threads(self, x) -> bool:
+        """A float32 NumPy training step whose layers all run in the direct kernels (see convnp.accel.threads)."""
+        return (type(x) is np.ndarray and x.dtype == np.float32 and self.training and backend.is_grad_enabled()
+                and accel.direct_enabled_for(x) and accel.threads.trains_on_kernel_threads(self))
+
     def backward(self, dy):
+        if getattr(self, "_step_on_kernel_threads", False):
+            with accel.threads.kernel_threads():
+                return self._backward_layers(dy)
+        return self._backward_layers(dy)
+
+    def _backward_layers(self, dy):
         for layer in reversed(self._modules.values()):
             dy = layer.backward(dy)
         return dy

@@ -13,7 +13,7 @@ from ...backend import make_rng
 from .. import init as initializers
 from ..module import Module
 from ..parameter import Parameter
-from .activation import get_activation_layer
+from .activation import ReLU, get_activation_layer
 
 
 def _pair(value, name, where):
@@ -111,10 +111,12 @@ class Conv2D(Module):
     def forward(self, x):
         self.check_input(x, 4, self.in_channels)
         self.output_shape(x.shape)  # validates kernel vs padded input, naming this layer
+        fuse_relu = type(self.act) is ReLU  # max(y, 0) inside the convolution, its backward too
         y, cache = C.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
-                                    self.strides, self.padding, self.dilation_rate, self.groups, self.padding_mode)
+                                    self.strides, self.padding, self.dilation_rate, self.groups, self.padding_mode,
+                                    relu=fuse_relu)
         self._save_cache(cache)
-        return self.act(y) if self.act is not None else y
+        return self.act(y) if self.act is not None and not fuse_relu else y
 
     def backward(self, dy):
         return _conv_layer_backward(self, dy, C.conv2d_backward)
@@ -251,7 +253,8 @@ def _conv_layer_backward(layer, dy, backward_fn):
     (conv2d_backward or conv_transpose2d_backward); accumulates dW, db and returns dx (None when
     ``layer.compute_input_grad`` is False)."""
     cache = layer._get_cache()
-    if layer.act is not None:
+    fused_relu = cache.get("relu_out") is not None  # then backward_fn applies the ReLU's backward itself
+    if layer.act is not None and not fused_relu:
         dy = layer.act.backward(dy)
     dx, dw, db = backward_fn(dy, cache, need_dx=layer.compute_input_grad)
     layer.weight.accumulate_grad(dw)
