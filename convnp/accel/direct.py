@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import math
 import os
 import platform
@@ -40,12 +41,14 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "library", "conv2d", "slack", "adam_step", "num_threads", "set_num_threads"]
+__all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "pad_planes", "slack", "adam_step", "num_threads",
+           "set_num_threads", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 _SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "pad.c", "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 _FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
+_LANES = 16  # LANES in direct_dw.c
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
           "pid": None}
@@ -99,6 +102,8 @@ def _build():
     lib.convnp_conv2d_s1.restype = None
     lib.convnp_conv2d_dw_s1.argtypes = [p, i, i, i, p, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
+    lib.convnp_sum_lanes.argtypes = [p, i, i, p]
+    lib.convnp_sum_lanes.restype = None
     lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
     lib.convnp_pad_planes.restype = None
     lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
@@ -147,11 +152,18 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = int(n)
 
 
-def _run_split(n, call, threads=None):
-    """call(start, stop) over the batch, split into ``threads`` (default num_threads()) parts run at once."""
+#: a call's batch is cut into about this many pieces per thread, each taken by whichever thread is free: a
+#: thread whose core is slowed (by the VM's host or another process) then does less. With one fixed half per
+#: thread, the calling thread waited ~8 ms per DeepConvNet training step for the other on the 2-core machine.
+PIECES_PER_THREAD = 4
+
+
+def run_split(n, call, threads=None):
+    """call(start, stop, worker) over pieces of the batch 0..n, on ``threads`` (default num_threads()) threads
+    at once; ``worker`` (0 .. threads-1) names the thread, for per-thread partial results."""
     threads = min(num_threads() if threads is None else threads, n)
     if threads <= 1:
-        call(0, n)
+        call(0, n, 0)
         return
     if _state["pool"] is None or _state["pool_size"] < threads or _state["pid"] != os.getpid():  # (a forked child
         with _lock:                                                                           # needs a new pool)
@@ -159,9 +171,17 @@ def _run_split(n, call, threads=None):
                 size = max(threads, os.cpu_count() or 1)
                 _state["pool"] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="convnp")
                 _state["pool_size"], _state["pid"] = size, os.getpid()
-    bounds = [n * k // threads for k in range(threads + 1)]
-    futures = [_state["pool"].submit(call, bounds[k], bounds[k + 1]) for k in range(1, threads)]
-    call(bounds[0], bounds[1])  # the calling thread takes the first share
+    pieces = min(n, threads * PIECES_PER_THREAD)
+    bounds = [n * k // pieces for k in range(pieces + 1)]
+    taken = itertools.count()  # next() on it is atomic under the GIL: each piece goes to exactly one thread
+
+    def work(worker):
+        k = next(taken)
+        while k < pieces:
+            call(bounds[k], bounds[k + 1], worker)
+            k = next(taken)
+    futures = [_state["pool"].submit(work, worker) for worker in range(1, threads)]
+    work(0)  # the calling thread works too
     for f in futures:
         f.result()
 
@@ -203,10 +223,10 @@ def conv2d(xpad, w, b, dilation, out_hw, relu=False):
     xa, ya = xpad.ctypes.data, y.ctypes.data
     item = 4
 
-    def call(s, e):
+    def call(s, e, _):
         fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
            None if bias is None else bias.ctypes.data, int(relu), ya + s * o * oh * ow * item)
-    _run_split(n, call)
+    run_split(n, call)
     return y
 
 
@@ -221,10 +241,10 @@ def pad_planes(x, top, left, out, mask=None):
     xa, oa, item = x.ctypes.data, out.ctypes.data, 4
     ma = None if mask is None else mask.ctypes.data
 
-    def call(s, e):
+    def call(s, e, _):
         fn(xa + s * c * h * w * item, None if ma is None else ma + s * c * h * w * item, (e - s) * c, h, w, top,
            left, hp1, wp, oa + s * c * hp1 * wp * item)
-    _run_split(n, call)
+    run_split(n, call)
     return out
 
 
@@ -234,35 +254,41 @@ def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
     ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
     upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
     With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
-    ``with_bias`` also returns db[o] = the sum of that dy. Each thread sums its share of the batch; the
-    shares are added at the end.
+    ``with_bias`` also returns db[o] = the sum of that dy. Each thread adds its pieces of the batch into its
+    own 16-lane partial sums; the lanes and threads are summed at the end (``convnp_sum_lanes``).
     """
-    fn = library().convnp_conv2d_dw_s1
+    lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
     (kh, kw), (dh, dw_) = kernel_hw, dilation
-    plane = hp1 * wp
+    plane, count = hp1 * wp, o * c * kh * kw
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
     offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
     threads = max(1, min(num_threads(), n))
-    parts = np.empty((threads, o, c, kh, kw), np.float32)
-    bias_parts = np.empty((threads, o), np.float32) if with_bias else None
-    bounds = [n * k // threads for k in range(threads + 1)]
+    lanes = workspace.empty((threads, count, _LANES), np.float32)  # per thread: (O, C, kh*kw) x 16 lanes
+    bias_parts = np.zeros((threads, o), np.float32)
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
-    failed = []
+    failed, zeroed = [], [False] * threads
 
-    def call(s, e):
-        k = bounds.index(s)
+    def call(s, e, worker):
+        if not zeroed[worker]:  # each thread zeroes its own partial sums (in parallel, and in its cache)
+            lanes[worker].fill(0)
+            zeroed[worker] = True
         at = s * o * oh * ow * item
-        if fn(xa + s * c * plane * item, e - s, c, plane, da + at, None if mask is None else mask.ctypes.data + at,
-              o, oh, ow, wp, offs.ctypes.data, kh * kw, parts[k].ctypes.data,
-              None if bias_parts is None else bias_parts[k].ctypes.data) != 0:
-            failed.append(k)
-    _run_split(n, call, threads)
+        if lib.convnp_conv2d_dw_s1(xa + s * c * plane * item, e - s, c, plane, da + at,
+                                   None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data,
+                                   kh * kw, lanes[worker].ctypes.data, bias_parts[worker].ctypes.data) != 0:
+            failed.append(s)
+    run_split(n, call, threads)
+    for worker in range(threads):
+        if not zeroed[worker]:  # a thread that got no piece of the batch adds nothing
+            lanes[worker].fill(0)
     if failed:
         raise MemoryError("convnp.accel.direct.conv2d_dw: the kernel could not allocate its buffers")
-    return parts.sum(axis=0), (None if bias_parts is None else bias_parts.sum(axis=0))
+    dw = np.empty((o, c, kh, kw), np.float32)
+    lib.convnp_sum_lanes(lanes.ctypes.data, threads, count, dw.ctypes.data)
+    return dw, (bias_parts.sum(axis=0) if with_bias else None)
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):

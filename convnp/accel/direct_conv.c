@@ -41,14 +41,29 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                     }
                 }
             }
-            for (int v = 0; v < PB && p0 + v < span; v++) {
-                const long r = (p0 + v) / wp, col = (p0 + v) - r * wp;
-                if (col >= ow)
-                    continue;
+            /* store the block row segment by row segment (positions col >= ow dropped): contiguous runs of y */
+            long v = 0, r = p0 / wp, col = p0 - (p0 / wp) * wp;
+            while (v < PB && p0 + v < span) {
+                long run = wp - col; /* positions left in this row of the block */
+                if (run > PB - v)
+                    run = PB - v;
+                if (run > span - p0 - v)
+                    run = span - p0 - v;
+                const long keep = col < ow ? (ow - col < run ? ow - col : run) : 0;
                 for (int q = 0; q < OB && ob * OB + q < o_n; q++) {
                     const long o = ob * OB + q;
-                    const float value = acc[q][v] + (bias ? bias[o] : 0.0f);
-                    y[(o * oh + r) * ow + col] = relu && !(value > 0.0f) ? 0.0f : value;
+                    const float b = bias ? bias[o] : 0.0f;
+                    float *yo = y + (o * oh + r) * ow + col;
+                    for (long k = 0; k < keep; k++) {
+                        const float value = acc[q][v + k] + b;
+                        yo[k] = relu && !(value > 0.0f) ? 0.0f : value;
+                    }
+                }
+                v += run;
+                col += run;
+                if (col == wp) {
+                    col = 0;
+                    r++;
                 }
             }
         }

@@ -31,7 +31,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 
 static inline __attribute__((always_inline)) void
 dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long span16, const long *off, long kk,
-        long nb, long o0, long t0, const int db, const int tn, v16 *acc)
+        long nb, long o0, long t0, const int db, const int tn, v16u *acc)
 {
     for (long c = 0; c < c_n; c++) {
         v16 a[FB][MAX_TAPS];
@@ -74,7 +74,7 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long s
     }
 
 static void dw_samples(const float *x, long c_n, long plane, const float *dyw, long o_n, long span16,
-                       const long *off, long kk, long nb, v16 *acc)
+                       const long *off, long kk, long nb, v16u *acc)
 {
     for (long o0 = 0; o0 < o_n; o0 += FB) {
         for (long t0 = 0; t0 < kk; t0 += MAX_TAPS) {
@@ -93,29 +93,22 @@ static void dw_samples(const float *x, long c_n, long plane, const float *dyw, l
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL);
- * writes dw (o_n, c_n, kk) and, when db is not NULL, db (o_n). Returns 0, or -1 when memory ran out (dw and db
- * are then left unwritten). */
+/* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL).
+ * ADDS into lanes (o_n, c_n, kk, 16) (summed by convnp_sum_lanes) and db (o_n). Returns 0, or -1 when memory
+ * ran out (nothing is added then). */
 int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
-                        long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
+                        long o_n, long oh, long ow, long wp, const long *off, long kk, float *lanes, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
     const long per_sample = (c_n * plane + o_n * span16) * (long)sizeof(float);
     long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
     nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
-    const size_t acc_bytes = (size_t)o_n * c_n * kk * sizeof(v16);
     const size_t dyw_bytes = ((size_t)nb * o_n * span16 * sizeof(float) + 63) / 64 * 64;
-    v16 *acc = aligned_alloc(64, acc_bytes);
     float *dyw = aligned_alloc(64, dyw_bytes);
-    if (!acc || !dyw) {
-        free(acc);
-        free(dyw);
+    if (!dyw)
         return -1;
-    }
-    memset(acc, 0, acc_bytes);
     memset(dyw, 0, dyw_bytes); /* the q >= ow columns and the tail stay zero */
-    if (db)
-        memset(db, 0, o_n * sizeof(float));
+    v16u *acc = (v16u *)lanes;
     for (long n0 = 0; n0 < n_n; n0 += nb) {
         const long m = n_n - n0 < nb ? n_n - n0 : nb;
         for (long n = 0; n < m; n++)
@@ -143,13 +136,18 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
             }
         dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, o_n, span16, off, kk, m, acc);
     }
-    for (long i = 0; i < o_n * c_n * kk; i++) {
-        float s = 0.0f;
-        for (int l = 0; l < LANES; l++)
-            s += acc[i][l];
-        dw[i] = s;
-    }
-    free(acc);
     free(dyw);
     return 0;
+}
+
+/* out[i] = sum over parts p and lanes l of lanes[p, i, l]: the partial sums of convnp_conv2d_dw_s1. */
+void convnp_sum_lanes(const float *lanes, long parts, long count, float *out)
+{
+    for (long i = 0; i < count; i++) {
+        float s = 0.0f;
+        for (long p = 0; p < parts; p++)
+            for (int l = 0; l < LANES; l++)
+                s += lanes[(p * count + i) * LANES + l];
+        out[i] = s;
+    }
 }

@@ -30,6 +30,7 @@ from numba import njit, prange
 
 from . import POOL_WINDOWS
 from .. import workspace
+from .direct import run_split  # splits a batch over convnp's threads (one, unless kernel_threads() is on)
 
 _JIT = dict(parallel=False, cache=True, nogil=True)
 
@@ -134,8 +135,9 @@ def max_pool2d(xpad, out_hw, k, s):
     y = workspace.empty((n, c) + tuple(out_hw), xpad.dtype)
     arg = workspace.empty(y.shape, np.int32)
     kernel = _max_pool_2x2 if tuple(k) == (2, 2) else _max_pool_3x3
-    kernel(np.ascontiguousarray(xpad).reshape(n * c, hp, wp), s[0], s[1], y.reshape(n * c, *out_hw),
-           arg.reshape(n * c, *out_hw))
+    planes, ys, args = np.ascontiguousarray(xpad).reshape(n * c, hp, wp), y.reshape(n * c, *out_hw), \
+        arg.reshape(n * c, *out_hw)
+    run_split(n * c, lambda a, b, _: kernel(planes[a:b], s[0], s[1], ys[a:b], args[a:b]))  # (nogil kernels)
     return y, arg
 
 
@@ -144,8 +146,9 @@ def max_pool2d_backward(dy, arg, padded_shape):
     n, c, hp, wp = padded_shape
     dx = workspace.empty(padded_shape, dy.dtype)
     oh, ow = dy.shape[2:]
-    _max_pool_backward(np.ascontiguousarray(dy).reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow),
-                       dx.reshape(n * c, hp * wp))
+    dys, args, dxs = np.ascontiguousarray(dy).reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow), \
+        dx.reshape(n * c, hp * wp)
+    run_split(n * c, lambda a, b, _: _max_pool_backward(dys[a:b], args[a:b], dxs[a:b]))
     return dx
 
 
