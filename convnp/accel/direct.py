@@ -203,13 +203,10 @@ def _pack(w):
     return np.ascontiguousarray(wpk.reshape(ob, _FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
-def conv2d(xpad, w, b, dilation, out_hw, relu=False):
-    """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32 (max(y, 0) with ``relu``).
-
-    ``xpad`` (N, C, Hp + 1, Wp): C-contiguous float32, followed in memory by :func:`slack` zeroed floats
-    (``convnp.functional.conv._pad_wide(x, pads, mode, slack)`` makes it); ``w`` (O, C, kh, kw), ``b`` (O,)
-    or None, ``dilation`` (dh, dw), ``out_hw`` (OH, OW) with OH = Hp - dh*(kh-1), OW = Wp - dw*(kw-1).
-    """
+# Each operation is planned as call(start, stop, worker) over pieces of the batch, so that a layer's steps can
+# run piece by piece on one thread while that piece's data is in its core's cache (pad, then convolve).
+def _conv_plan(xpad, w, b, dilation, out_hw, relu):
+    """(y, call): y (N, O, OH, OW) float32 that call(s, e, _) fills for samples s..e-1 (see :func:`conv2d`)."""
     fn = library().convnp_conv2d_s1
     n, c, hp1, wp = xpad.shape
     o, _, kh, kw = w.shape
@@ -220,21 +217,16 @@ def conv2d(xpad, w, b, dilation, out_hw, relu=False):
     wpk = _pack(w)
     offs = np.array([i * dh * wp + j * dw for i in range(kh) for j in range(kw)], dtype=np.int64)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
-    xa, ya = xpad.ctypes.data, y.ctypes.data
-    item = 4
+    xa, ya, item = xpad.ctypes.data, y.ctypes.data, 4
 
     def call(s, e, _):
         fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
            None if bias is None else bias.ctypes.data, int(relu), ya + s * o * oh * ow * item)
-    run_split(n, call)
-    return y
+    return y, call
 
 
-def pad_planes(x, top, left, out, mask=None):
-    """Copy x (N, C, H, W) into the middle of ``out`` (N, C, Hp1, Wp), zeroing everything around it: ``top``
-    rows above, ``left`` columns on the left, the rest of ``out`` below and on the right (``pad.c``).
-    With ``mask`` (the shape of x) only entries where mask > 0 are copied, the others become 0 (ReLU backward).
-    x, mask: C-contiguous float32; out: C-contiguous float32."""
+def _pad_plan(x, top, left, out, mask):
+    """call(s, e, _) that pads samples s..e-1 of x into out (see :func:`pad_planes`)."""
     fn = library().convnp_pad_planes
     n, c, h, w = x.shape
     hp1, wp = out.shape[2:]
@@ -244,28 +236,18 @@ def pad_planes(x, top, left, out, mask=None):
     def call(s, e, _):
         fn(xa + s * c * h * w * item, None if ma is None else ma + s * c * h * w * item, (e - s) * c, h, w, top,
            left, hp1, wp, oa + s * c * hp1 * wp * item)
-    run_split(n, call)
-    return out
+    return call
 
 
-def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
-    """Weight gradient of a stride-1 convolution -> (dw (O, C, kh, kw), db (O,) or None) float32 (``direct_dw.c``).
-
-    ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
-    upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
-    With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
-    ``with_bias`` also returns db[o] = the sum of that dy. Each thread adds its pieces of the batch into its
-    own 16-lane partial sums; the lanes and threads are summed at the end (``convnp_sum_lanes``).
-    """
+def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads):
+    """(call, finish): call(s, e, worker) adds samples s..e-1 into the worker's partial sums; finish() ->
+    (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`)."""
     lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
     (kh, kw), (dh, dw_) = kernel_hw, dilation
     plane, count = hp1 * wp, o * c * kh * kw
-    dy = np.ascontiguousarray(dy, dtype=np.float32)
-    mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
     offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
-    threads = max(1, min(num_threads(), n))
     lanes = workspace.empty((threads, count, _LANES), np.float32)  # per thread: (O, C, kh*kw) x 16 lanes
     bias_parts = np.zeros((threads, o), np.float32)
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
@@ -280,15 +262,89 @@ def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
                                    None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data,
                                    kh * kw, lanes[worker].ctypes.data, bias_parts[worker].ctypes.data) != 0:
             failed.append(s)
+
+    def finish():
+        if failed:
+            raise MemoryError("convnp.accel.direct: the weight-gradient kernel could not allocate its buffers")
+        for worker in range(threads):
+            if not zeroed[worker]:  # a thread that got no piece of the batch adds nothing
+                lanes[worker].fill(0)
+        dw = np.empty((o, c, kh, kw), np.float32)
+        lib.convnp_sum_lanes(lanes.ctypes.data, threads, count, dw.ctypes.data)
+        return dw, bias_parts.sum(axis=0)
+    return call, finish
+
+
+def conv2d(xpad, w, b, dilation, out_hw, relu=False, pad_from=None):
+    """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32 (max(y, 0) with ``relu``).
+
+    ``xpad`` (N, C, Hp + 1, Wp): C-contiguous float32, followed in memory by :func:`slack` zeroed floats
+    (``convnp.functional.conv._pad_wide(x, pads, mode, slack)`` makes it); ``w`` (O, C, kh, kw), ``b`` (O,)
+    or None, ``dilation`` (dh, dw), ``out_hw`` (OH, OW) with OH = Hp - dh*(kh-1), OW = Wp - dw*(kw-1).
+    ``pad_from=(x, top, left)``: xpad is only allocated (with its zeroed slack); each thread first zero-pads
+    its piece of x into it (:func:`pad_planes`), then convolves that piece while it is in its cache.
+    """
+    y, conv_call = _conv_plan(xpad, w, b, dilation, out_hw, relu)
+    if pad_from is None:
+        run_split(xpad.shape[0], conv_call)
+    else:
+        pad_call = _pad_plan(np.ascontiguousarray(pad_from[0]), pad_from[1], pad_from[2], xpad, None)
+
+        def call(s, e, worker):  # (a piece may read past its last plane into the next piece's first one, at
+            pad_call(s, e, worker)  # positions whose outputs the kernel drops)
+            conv_call(s, e, worker)
+        run_split(xpad.shape[0], call)
+    return y
+
+
+def pad_planes(x, top, left, out, mask=None):
+    """Copy x (N, C, H, W) into the middle of ``out`` (N, C, Hp1, Wp), zeroing everything around it: ``top``
+    rows above, ``left`` columns on the left, the rest of ``out`` below and on the right (``pad.c``).
+    With ``mask`` (the shape of x) only entries where mask > 0 are copied, the others become 0 (ReLU backward).
+    x, mask: C-contiguous float32; out: C-contiguous float32."""
+    run_split(x.shape[0], _pad_plan(x, top, left, out, mask))
+    return out
+
+
+def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
+    """Weight gradient of a stride-1 convolution -> (dw (O, C, kh, kw), db (O,) or None) float32 (``direct_dw.c``).
+
+    ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
+    upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
+    With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
+    ``with_bias`` also returns db[o] = the sum of that dy. Each thread adds its pieces of the batch into its
+    own 16-lane partial sums; the lanes and threads are summed at the end (``convnp_sum_lanes``).
+    """
+    dw, db, _ = conv2d_backward(xpad, dy, kernel_hw, dilation, mask)
+    return dw, (db if with_bias else None)
+
+
+def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
+    """dw, db and dx of a stride-1 convolution in ONE pass over the batch -> (dw, db, dx or None).
+
+    Each piece of the batch adds its weight gradient (:func:`conv2d_dw`; ``mask``: a fused ReLU's output).
+    With ``dx_from=(dypad, top, left, w_flipped, dx_hw)`` the piece then zero-pads its dy (masked the same
+    way) into ``dypad`` (allocated by the caller, slack included) at (top, left) and convolves it with
+    ``w_flipped`` (C, O, kh, kw) -> dx (N, C) + dx_hw, while that dy is still in the core's cache.
+    """
+    n = xpad.shape[0]
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
+    threads = max(1, min(num_threads(), n))
+    dw_call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads)
+    dx, call = None, dw_call
+    if dx_from is not None:
+        dypad, top, left, w_flipped, dx_hw = dx_from
+        pad_call = _pad_plan(dy, top, left, dypad, mask)
+        dx, conv_call = _conv_plan(dypad, w_flipped, None, dilation, dx_hw, False)
+
+        def call(s, e, worker):
+            dw_call(s, e, worker)
+            pad_call(s, e, worker)
+            conv_call(s, e, worker)
     run_split(n, call, threads)
-    for worker in range(threads):
-        if not zeroed[worker]:  # a thread that got no piece of the batch adds nothing
-            lanes[worker].fill(0)
-    if failed:
-        raise MemoryError("convnp.accel.direct.conv2d_dw: the kernel could not allocate its buffers")
-    dw = np.empty((o, c, kh, kw), np.float32)
-    lib.convnp_sum_lanes(lanes.ctypes.data, threads, count, dw.ctypes.data)
-    return dw, (bias_parts.sum(axis=0) if with_bias else None)
+    dw, db = dw_finish()
+    return dw, db, dx
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):

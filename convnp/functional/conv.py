@@ -223,6 +223,18 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     return out
 
 
+def _wide_buffer(shape, pads, dtype, slack=0, xp=np):
+    """An uninitialised (N, C, Hp + 1, Wp) array for :func:`_pad_wide`'s layout, followed in memory by
+    ``slack`` zeros (a view of a 1-D workspace buffer)."""
+    (t, b), (l, r) = pads
+    n, c, h, w = shape
+    hp, wp = h + t + b, w + l + r
+    size = n * c * (hp + 1) * wp
+    buf = workspace.empty(size + slack, dtype, xp)
+    buf[size:] = 0
+    return buf[:size].reshape(n, c, hp + 1, wp)
+
+
 def _pad_wide(x, pads, mode, slack=0, mask=None):
     """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside.
 
@@ -239,11 +251,9 @@ def _pad_wide(x, pads, mode, slack=0, mask=None):
         if not c_path:
             x, mask = x * (mask > 0), None
     (t, b), (l, r) = pads
-    n, c, h, w = x.shape
-    hp, wp = h + t + b, w + l + r
-    size = n * c * (hp + 1) * wp
-    buf = workspace.empty(size + slack, x.dtype, xp)
-    out = buf[:size].reshape(n, c, hp + 1, wp)
+    h, w = x.shape[2:]
+    hp = h + t + b
+    out = _wide_buffer(x.shape, pads, x.dtype, slack, xp)
     if c_path:
         accel.direct.pad_planes(x, t, l, out, mask)  # one pass in C, split over the threads
     elif mode == "zeros":  # zero the border only, then copy the image in
@@ -255,7 +265,6 @@ def _pad_wide(x, pads, mode, slack=0, mask=None):
     else:
         out[:, :, :hp] = pad2d(x, pads, mode)
         out[:, :, hp:] = 0
-    buf[size:] = 0
     return out
 
 
@@ -502,8 +511,12 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     # has several threads: on one, per-sample GEMMs (below) were faster
     if _direct_ok(x, w, b, g, groups) and (k >= o or accel.direct.num_threads() > 1):
         slack = accel.direct.slack((kh, kw), (dh, dw), wd + sum(pads[1]))
-        xpad = _pad_wide(x, pads, padding_mode, slack)  # (N, C, Hp+1, Wp), zeros after it for the kernel
-        y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow), relu)
+        if padding_mode == "zeros" and x.flags.c_contiguous:  # each thread pads its piece, then convolves it
+            xpad = _wide_buffer(x.shape, pads, x.dtype, slack)  # (N, C, Hp+1, Wp), zeros after it
+            y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow), relu, pad_from=(x, pads[0][0], pads[1][0]))
+        else:
+            xpad = _pad_wide(x, pads, padding_mode, slack)
+            y = accel.direct.conv2d(xpad, w, b, (dh, dw), (oh, ow), relu)
         cache = None
         if save:
             cache = dict(col=None, col_gemm=None, xpad=xpad, w=w, has_bias=b is not None, geom=g, groups=groups,
@@ -581,16 +594,15 @@ def _direct_backward(dy, cache, need_dx):
     w, g, xpad = cache["w"], cache["geom"], cache["xpad"]
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = cache.get("relu_out")  # a fused ReLU: dy counts where its output is > 0 (applied in the copies)
-    dw, db = accel.direct.conv2d_dw(xpad, dy, (g.kh, g.kw), (g.dh, g.dw), mask, cache["has_bias"])
-    dx = None
+    dx_from = None
     if need_dx:
         pads = _direct_dx_pads(cache)
-        h, wd = cache["x_shape"][2:]
         slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(pads[1]))
-        dypad = _pad_wide(dy, pads, "zeros", slack, mask)  # (N, O, OH + 2*reach - pads + 1, ...)
+        dypad = _wide_buffer(dy.shape, pads, np.float32, slack)  # (N, O, OH + pads + 1, OW + pads)
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-        dx = accel.direct.conv2d(dypad, w_flipped, None, (g.dh, g.dw), (h, wd))
-    return dx, dw.astype(w.dtype, copy=False), db
+        dx_from = (dypad, pads[0][0], pads[1][0], w_flipped, tuple(cache["x_shape"][2:]))
+    dw, db, dx = accel.direct.conv2d_backward(xpad, dy, (g.kh, g.kw), (g.dh, g.dw), mask, dx_from)
+    return dx, dw.astype(w.dtype, copy=False), (db if cache["has_bias"] else None)
 
 
 def conv2d_backward(dy, cache, need_dx=True):
