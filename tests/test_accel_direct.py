@@ -39,31 +39,36 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("n,c,h,w,o,k,padding,dilation,bias,mode", CASES)
-def test_forward_and_gradients_match_the_numpy_path(n, c, h, w, o, k, padding, dilation, bias, mode):
+def test_forward_and_gradients_match_the_numpy_path(n, c, h, w, o, k, padding, dilation, bias, mode, relu,
+                                                    monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = (rng.standard_normal((o, c, k, k)) / np.sqrt(c * k * k)).astype(np.float32)
     b = rng.standard_normal(o).astype(np.float32) if bias else None
-    calls = []
-    original = direct.conv2d
+    calls = {"forward": 0, "backward": 0}
 
     def run():
-        y, cache = conv2d_forward(x, wt, b, padding=padding, dilation=dilation, padding_mode=mode)
+        y, cache = conv2d_forward(x, wt, b, padding=padding, dilation=dilation, padding_mode=mode, relu=relu)
         dy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
         dx, dw, db = conv2d_backward(dy, cache)
         return y, dx, dw, db
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
+    def counting(name, original):
+        def spy(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+        return spy
 
-    direct.conv2d = counting
-    try:
-        out, ref = _both_ways(run)
-    finally:
-        direct.conv2d = original
-    assert calls, "the direct kernel was not used"
+    monkeypatch.setattr(direct, "conv2d", counting("forward", direct.conv2d))
+    monkeypatch.setattr(direct, "conv2d_backward", counting("backward", direct.conv2d_backward))
+    out, ref = _both_ways(run)
+    assert calls["forward"], "the direct kernel was not used"
+    # dW always; dx too unless the padding is not zeros or wider than the kernel's reach (then GEMM + col2im)
+    assert calls["backward"] == (1 if mode == "zeros" and padding != 4 else 0)
+    if relu:
+        assert (out[0] >= 0).all() and (out[0] == 0).any()
     for got, want in zip(out, ref):
         if want is None:
             assert got is None
@@ -86,6 +91,73 @@ def test_batch_split_over_threads_gives_the_same_result(threads):
     with accel.disabled():
         ref, _ = conv2d_forward(x, wt, padding=1, save_cache=False)
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gradients_split_over_threads_and_pieces_give_the_same_result(threads, monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((11, 16, 10, 10)).astype(np.float32)  # 11 samples: uneven pieces
+    wt = rng.standard_normal((8, 16, 3, 3)).astype(np.float32) * 0.1
+    b = rng.standard_normal(8).astype(np.float32)
+    monkeypatch.setattr(direct, "PIECES_PER_THREAD", 3)
+
+    def run():
+        y, cache = conv2d_forward(x, wt, b, padding=1, relu=True)
+        return (y,) + conv2d_backward(np.sin(y + 1), cache)
+    previous = direct.num_threads()
+    try:
+        direct.set_num_threads(threads)
+        out = run()
+    finally:
+        direct.set_num_threads(previous)
+    with accel.disabled():
+        ref = run()
+    for got, want in zip(out, ref):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_gradients_are_the_same_on_every_run():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 16, 12, 12)).astype(np.float32)
+    wt = rng.standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1
+    previous = direct.num_threads()
+    try:
+        direct.set_num_threads(2)
+        runs = []
+        for _ in range(5):
+            y, cache = conv2d_forward(x, wt, padding=1)
+            runs.append(conv2d_backward(np.cos(y), cache))
+    finally:
+        direct.set_num_threads(previous)
+    for dx, dw, _ in runs[1:]:  # the pieces go to the same threads each time: the same float sums
+        assert np.array_equal(dx, runs[0][0]) and np.array_equal(dw, runs[0][1])
+
+
+def test_run_split_gives_every_sample_to_exactly_one_call(monkeypatch):
+    seen = np.zeros(37, int)
+    workers = set()
+
+    def call(s, e, worker):
+        seen[s:e] += 1
+        workers.add(worker)
+    previous = direct.num_threads()
+    try:
+        direct.set_num_threads(3)
+        direct.run_split(37, call)
+    finally:
+        direct.set_num_threads(previous)
+    assert (seen == 1).all() and workers <= {0, 1, 2}
+
+
+def test_pad_planes_with_a_relu_mask():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+    mask = rng.standard_normal(x.shape).astype(np.float32)
+    out = np.full((3, 2, 5 + 1 + 2 + 1, 4 + 2 + 1), np.nan, np.float32)
+    direct.pad_planes(x, 1, 2, out, mask)
+    want = np.zeros_like(out)
+    want[:, :, 1:6, 2:6] = np.where(mask > 0, x, 0)
+    np.testing.assert_array_equal(out, want)
 
 
 def test_non_contiguous_input_and_nan_propagate():

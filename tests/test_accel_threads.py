@@ -79,3 +79,61 @@ def test_without_the_direct_kernel_blas_keeps_its_threads(monkeypatch):
     monkeypatch.setattr(direct, "available", lambda: False)  # no C compiler
     with threads.kernel_threads() as changed:
         assert not changed and _blas_threads() == before
+
+
+def _spy_blas_threads_in_conv_backward(monkeypatch):
+    """Records BLAS's thread count and the kernel's whenever a conv layer's forward or backward runs."""
+    from convnp.functional import conv as C
+    seen = []
+    for name in ("conv2d_forward", "conv2d_backward"):
+        original = getattr(C, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append((_blas_threads()[0], direct.num_threads()))
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(C, name, spy)
+    return seen
+
+
+def test_a_training_step_of_a_direct_kernel_model_runs_on_kernel_threads(monkeypatch):
+    model = convnp.models.get_model("deep_convnet", seed=0)
+    assert threads.trains_on_kernel_threads(model)
+    before_blas, before_kernel = _blas_threads(), direct.num_threads()
+    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
+    x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    model.train()
+    y = model(x)
+    model.backward(np.ones_like(y))
+    assert len(seen) == 12 and set(seen) == {(1, os.cpu_count())}  # 6 conv layers, forward and backward
+    assert _blas_threads() == before_blas and direct.num_threads() == before_kernel  # restored in between
+
+
+def test_models_with_gemm_layers_keep_blas_threads_for_training(monkeypatch):
+    from convnp.nn import Conv2D, Dense, Flatten, Sequential
+    strided = Sequential([Conv2D(8, 3, strides=2, padding=1, in_channels=3), Flatten(), Dense(4)])
+    pointwise = Sequential([Conv2D(8, 1, in_channels=3), Flatten(), Dense(4)])
+    big_dense = Sequential([Conv2D(8, 3, padding=1, in_channels=3), Flatten(), Dense(2048, in_features=8 * 32 * 32)])
+    for model in (strided, pointwise, big_dense):
+        assert not threads.trains_on_kernel_threads(model)
+    before = _blas_threads()
+    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
+    x = np.random.default_rng(1).random((4, 3, 8, 8), dtype=np.float32)
+    strided.train()
+    y = strided(x)
+    strided.backward(np.ones_like(y))
+    assert seen and all(blas == before[0] for blas, _ in seen)
+
+
+def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
+    from convnp.nn import Conv2D, ReLU, Sequential
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 4, 9, 9)).astype(np.float32)
+    fused = Conv2D(6, 3, padding=1, activation="relu", in_channels=4, seed=0)
+    plain = Sequential([Conv2D(6, 3, padding=1, in_channels=4, seed=0), ReLU()])
+    y1, y2 = fused(x), plain(x)
+    np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-6)
+    dy = rng.standard_normal(y1.shape).astype(np.float32)
+    dx1, dx2 = fused.backward(dy), plain.backward(dy)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused.weight.grad, plain[0].weight.grad, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused.bias.grad, plain[0].bias.grad, rtol=1e-4, atol=1e-4)

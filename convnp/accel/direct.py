@@ -1,23 +1,30 @@
-"""Direct stride-1 convolution through a small C kernel (``direct_conv.c``), compiled on first use.
+"""Direct stride-1 convolution, forward and backward, through small C kernels compiled on first use.
 
-The same library holds the fused Adam step (``adam.c``, :func:`adam_step`, used by ``convnp.optim.Adam``).
+The same library holds the zero-padding copy (``pad.c``) and the fused Adam step (``adam.c``,
+:func:`adam_step`, used by ``convnp.optim.Adam``).
 
 Why: for the 16-64-channel layers of small CNNs, im2col + GEMM spends more time building and reading the
 patch matrix (every input value copied kh*kw times) than multiplying, and GEMMs with 16-32 rows run far
-below the machine's peak. The kernel reads each tap's contiguous run of the padded image directly and keeps
-an 8-filter x 32-pixel block of sums in registers: on the 2-core benchmark machine the forward pass of a
-(100, 16, 28, 28) -> 16 filters 3x3 layer takes 7-10 ms inside a training step instead of ~13 ms (one thread;
-80-90 GFLOP/s when measured alone).
+below the machine's peak. The kernels read each tap's contiguous run of the padded image directly:
 
-What it computes: the forward pass :func:`conv2d` (float32, stride 1, groups 1, any kernel size, dilation and
-padding mode), used by ``convnp.functional.conv2d_forward`` for layers with at least as many patch rows as
-filters (C*kh*kw >= O). The backward pass stays im2col + GEMM on the cached padded input: running the
-same kernel on dy with flipped filters gives dx too, but measured inside a training step it was no faster
-than GEMM + col2im, and dW is a long reduction that BLAS does well.
+* ``direct_conv.c`` (:func:`conv2d`): y = x * w, an 8-filter x 32-pixel block of sums in registers; also dx,
+  as dy zero-padded by (k-1)*d - pad and convolved with the flipped, transposed filters;
+* ``direct_dw.c`` (:func:`conv2d_dw`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
+  registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies.
+
+Single-threaded on the 2-core benchmark machine: ~100 GFLOP/s forward and ~90 for dW on DeepConvNet's
+16-32-channel layers (OpenBLAS's sgemm peak there: ~150); DeepConvNet training step 85 -> 45 ms.
+
+What uses it: ``convnp.functional.conv2d_forward`` for float32 convolutions with stride 1, one group and a
+kernel larger than 1x1 (with fewer patch rows than filters, C*kh*kw < O, only when it has several threads),
+and ``conv2d_backward`` after such a forward (dx too when the padding is zeros and within the kernel's reach).
+
+Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads take in turn (ctypes
+releases the GIL); a layer's pad + convolution, and its backward's dW + dy padding + dx, run piece by piece so
+that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
 
 How it is built: ``cc -O3 -march=native`` into ``$CONVNP_CACHE_DIR`` (default ``~/.cache/convnp``), keyed by
-a hash of the source, the flags and the CPU, and loaded with ctypes; each call splits the batch over
-:func:`num_threads` Python threads (ctypes releases the GIL). Without a C compiler, or when the build
+a hash of the sources, the flags and the CPU, and loaded with ctypes. Without a C compiler, or when the build
 fails, :func:`available` is False (:func:`status` says why) and convnp uses its NumPy path, which stays the
 reference: ``tests/test_accel_direct.py`` compares the two. ``CONVNP_ACCEL=0`` switches this off with the
 numba kernels.
@@ -26,7 +33,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import itertools
 import math
 import os
 import platform
@@ -138,6 +144,7 @@ def num_threads() -> int:
 
     Half, because right after each GEMM OpenBLAS's worker threads keep spinning on the other cores for a
     while: on the 2-core benchmark machine two kernel threads were slower inside a training step than one.
+    Blocks under :func:`convnp.accel.threads.kernel_threads` (BLAS on one thread) use every core instead.
     """
     if _state["threads"] is None:
         env = os.environ.get("CONVNP_NUM_THREADS", "").strip()
@@ -152,15 +159,16 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = int(n)
 
 
-#: a call's batch is cut into about this many pieces per thread, each taken by whichever thread is free: a
-#: thread whose core is slowed (by the VM's host or another process) then does less. With one fixed half per
-#: thread, the calling thread waited ~8 ms per DeepConvNet training step for the other on the 2-core machine.
+#: a call's batch is cut into this many pieces per thread (dealt out in turn, so each thread always gets the
+#: same ones and float sums come out the same on every run), small enough that a layer's steps on one piece
+#: (pad, then convolve) find it in the core's cache
 PIECES_PER_THREAD = 4
 
 
 def run_split(n, call, threads=None):
     """call(start, stop, worker) over pieces of the batch 0..n, on ``threads`` (default num_threads()) threads
-    at once; ``worker`` (0 .. threads-1) names the thread, for per-thread partial results."""
+    at once; ``worker`` (0 .. threads-1) names the thread, for per-thread partial results. Thread k takes the
+    pieces k, k + threads, ...: a fixed deal, so per-thread partial sums do not depend on timing."""
     threads = min(num_threads() if threads is None else threads, n)
     if threads <= 1:
         call(0, n, 0)
@@ -173,13 +181,10 @@ def run_split(n, call, threads=None):
                 _state["pool_size"], _state["pid"] = size, os.getpid()
     pieces = min(n, threads * PIECES_PER_THREAD)
     bounds = [n * k // pieces for k in range(pieces + 1)]
-    taken = itertools.count()  # next() on it is atomic under the GIL: each piece goes to exactly one thread
 
     def work(worker):
-        k = next(taken)
-        while k < pieces:
+        for k in range(worker, pieces, threads):
             call(bounds[k], bounds[k + 1], worker)
-            k = next(taken)
     futures = [_state["pool"].submit(work, worker) for worker in range(1, threads)]
     work(0)  # the calling thread works too
     for f in futures:

@@ -27,7 +27,7 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #ifndef FB
 #define FB 4
 #endif
-#define BLOCK_BYTES (384 * 1024) /* x and wide dy of one sample block: about what stays in L2 */
+#define BLOCK_BYTES (24 * 1024) /* see nb below: half of a 48 KiB L1 */
 
 static inline __attribute__((always_inline)) void
 dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long span16, const long *off, long kk,
@@ -100,7 +100,9 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                         long o_n, long oh, long ow, long wp, const long *off, long kk, float *lanes, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
-    const long per_sample = (c_n * plane + o_n * span16) * (long)sizeof(float);
+    /* samples per block: what one (filter block, channel) pass reads, FB rows of dy and a plane of x per
+     * sample, should stay in L1 while the pass runs over it */
+    const long per_sample = (FB * span16 + plane) * (long)sizeof(float);
     long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
     nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
     const size_t dyw_bytes = ((size_t)nb * o_n * span16 * sizeof(float) + 63) / 64 * 64;
