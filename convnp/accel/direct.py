@@ -53,7 +53,7 @@ __all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "pad_planes"
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 _SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "pad.c", "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
-_FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
+FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
 _LANES = 16  # LANES in direct_dw.c
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
@@ -108,6 +108,8 @@ def _build():
     lib.convnp_conv2d_s1.restype = None
     lib.convnp_conv2d_dw_s1.argtypes = [p, i, i, i, p, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
+    lib.convnp_conv2d_dw_wide_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p, p]
+    lib.convnp_conv2d_dw_wide_s1.restype = None
     lib.convnp_sum_lanes.argtypes = [p, i, i, p]
     lib.convnp_sum_lanes.restype = None
     lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
@@ -140,15 +142,17 @@ def status() -> str:
 
 # ----------------------------------------------------------------------------- threads
 def num_threads() -> int:
-    """Threads a call splits its batch over: ``set_num_threads``, else $CONVNP_NUM_THREADS, else half the cores.
+    """Threads a call splits its batch over: ``set_num_threads``, else $CONVNP_NUM_THREADS, else every core.
 
-    Half, because right after each GEMM OpenBLAS's worker threads keep spinning on the other cores for a
-    while: on the 2-core benchmark machine two kernel threads were slower inside a training step than one.
-    Blocks under :func:`convnp.accel.threads.kernel_threads` (BLAS on one thread) use every core instead.
+    Every core, as PyTorch does: a lone convolution then runs 1.5-2x faster than on one thread. Where
+    OpenBLAS's worker threads are still spinning after a matrix product (about 0.1 s), a second kernel thread
+    finds its core busy: in a ResNet-20 training step (strided convs on BLAS, the rest here) two kernel threads
+    were ~4% slower than one, and running the whole step under :func:`convnp.accel.threads.kernel_threads`
+    (BLAS on one thread) 16% faster, which is what ``Sequential`` does for models made of direct-kernel layers.
     """
     if _state["threads"] is None:
         env = os.environ.get("CONVNP_NUM_THREADS", "").strip()
-        _state["threads"] = max(1, int(env)) if env.isdigit() else max(1, (os.cpu_count() or 1) // 2)
+        _state["threads"] = max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
     return _state["threads"]
 
 
@@ -202,10 +206,10 @@ def slack(kernel_hw, dilation, wp):
 def _pack(w):
     """(O, C, kh, kw) -> (ceil(O/8), C, kh*kw, 8) float32, filters padded with zeros."""
     o, c, kh, kw = w.shape
-    ob = -(-o // _FILTER_BLOCK)
-    wpk = np.zeros((ob * _FILTER_BLOCK, c, kh * kw), np.float32)
+    ob = -(-o // FILTER_BLOCK)
+    wpk = np.zeros((ob * FILTER_BLOCK, c, kh * kw), np.float32)
     wpk[:o] = w.reshape(o, c, kh * kw)
-    return np.ascontiguousarray(wpk.reshape(ob, _FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(wpk.reshape(ob, FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
 # Each operation is planned as call(start, stop, worker) over pieces of the batch, so that a layer's steps can
@@ -244,9 +248,10 @@ def _pad_plan(x, top, left, out, mask):
     return call
 
 
-def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads):
+def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
     """(call, finish): call(s, e, worker) adds samples s..e-1 into the worker's partial sums; finish() ->
-    (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`)."""
+    (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`). ``dy_wide=(dypad, top, left)``: read dy (masked
+    already) from the interior of dypad, whose rows are as long as xpad's, instead of copying it."""
     lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
@@ -262,6 +267,14 @@ def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads):
         if not zeroed[worker]:  # each thread zeroes its own partial sums (in parallel, and in its cache)
             lanes[worker].fill(0)
             zeroed[worker] = True
+        if dy_wide is not None:
+            dypad, top, left = dy_wide
+            dplane = dypad.shape[2] * dypad.shape[3]
+            lib.convnp_conv2d_dw_wide_s1(xa + s * c * plane * item, e - s, c, plane,
+                                         dypad.ctypes.data + (s * o * dplane + top * wp + left) * item, dplane, o,
+                                         oh, wp, offs.ctypes.data, kh * kw, lanes[worker].ctypes.data,
+                                         bias_parts[worker].ctypes.data)
+            return
         at = s * o * oh * ow * item
         if lib.convnp_conv2d_dw_s1(xa + s * c * plane * item, e - s, c, plane, da + at,
                                    None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data,
@@ -336,16 +349,23 @@ def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
     threads = max(1, min(num_threads(), n))
-    dw_call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads)
-    dx, call = None, dw_call
-    if dx_from is not None:
+    if dx_from is None:
+        call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads)
+        dx = None
+    else:
         dypad, top, left, w_flipped, dx_hw = dx_from
+        oh, wp = dy.shape[2], xpad.shape[3]
+        # dW can read dy straight from dypad when its rows are as long as xpad's ("same" padding) and the
+        # zeros below the last row cover the 16-float rounding of the run
+        shared = dypad.shape[3] == wp and (dypad.shape[2] - top - oh) * wp - left >= _LANES
+        dw_call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads,
+                                      (dypad, top, left) if shared else None)
         pad_call = _pad_plan(dy, top, left, dypad, mask)
         dx, conv_call = _conv_plan(dypad, w_flipped, None, dilation, dx_hw, False)
 
         def call(s, e, worker):
+            pad_call(s, e, worker)  # dy of this piece, masked, into dypad (dW reads it there when shared)
             dw_call(s, e, worker)
-            pad_call(s, e, worker)
             conv_call(s, e, worker)
     run_split(n, call, threads)
     dw, db = dw_finish()

@@ -30,8 +30,8 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define BLOCK_BYTES (24 * 1024) /* see nb below: half of a 48 KiB L1 */
 
 static inline __attribute__((always_inline)) void
-dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long span16, const long *off, long kk,
-        long nb, long o0, long t0, const int db, const int tn, v16u *acc)
+dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16, const long *off,
+        long kk, long nb, long o0, long t0, const int db, const int tn, v16u *acc)
 {
     for (long c = 0; c < c_n; c++) {
         v16 a[FB][MAX_TAPS];
@@ -40,11 +40,11 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long s
                 a[q][t] = acc[((o0 + q) * c_n + c) * kk + t0 + t];
         for (long n = 0; n < nb; n++) {
             const float *xc = x + (n * c_n + c) * plane;
-            const float *d0 = dyw + (n * o_n + o0) * span16;
+            const float *d0 = dyw + (n * o_n + o0) * dstride;
             for (long p = 0; p < span16; p += LANES) {
                 v16 d[FB];
                 for (int q = 0; q < db; q++)
-                    d[q] = *(const v16u *)(d0 + q * span16 + p);
+                    d[q] = *(const v16u *)(d0 + q * dstride + p);
                 for (int t = 0; t < tn; t++) {
                     const v16 xv = *(const v16u *)(xc + p + off[t0 + t]);
                     for (int q = 0; q < db; q++)
@@ -59,7 +59,7 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long s
 }
 
 #define TAPS(T) ((T) < MAX_TAPS ? (T) : MAX_TAPS)
-#define TILE(DB, TN) dw_tile(x, c_n, plane, dyw, o_n, span16, off, kk, nb, o0, t0, DB, TN, acc)
+#define TILE(DB, TN) dw_tile(x, c_n, plane, dyw, dstride, o_n, span16, off, kk, nb, o0, t0, DB, TN, acc)
 #define TILES(DB)                                                                                                  \
     switch (tn) {                                                                                                  \
     case 1: TILE(DB, TAPS(1)); break;                                                                                    \
@@ -73,7 +73,7 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long o_n, long s
     default: TILE(DB, MAX_TAPS); break;                                                                                   \
     }
 
-static void dw_samples(const float *x, long c_n, long plane, const float *dyw, long o_n, long span16,
+static void dw_samples(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16,
                        const long *off, long kk, long nb, v16u *acc)
 {
     for (long o0 = 0; o0 < o_n; o0 += FB) {
@@ -136,10 +136,38 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                         db[o] += sum[l];
                 }
             }
-        dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, o_n, span16, off, kk, m, acc);
+        dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, span16, o_n, span16, off, kk, m, acc);
     }
     free(dyw);
     return 0;
+}
+
+/* The same sums when dy is already wide: the run of (n, o) is the span16 floats at dyw + (n*o_n + o)*dy_plane
+ * (zeros at q >= ow and after the last row: the interior of the zero-padded dy that dx's convolution reads,
+ * when its rows are as long as x's). No copy, no mask (the padding applied it). */
+void convnp_conv2d_dw_wide_s1(const float *x, long n_n, long c_n, long plane, const float *dyw, long dy_plane,
+                              long o_n, long oh, long wp, const long *off, long kk, float *lanes, float *db)
+{
+    const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
+    const long per_sample = (FB * dy_plane + plane) * (long)sizeof(float);
+    long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
+    nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
+    v16u *acc = (v16u *)lanes;
+    if (db)
+        for (long n = 0; n < n_n; n++)
+            for (long o = 0; o < o_n; o++) {
+                const float *run = dyw + (n * o_n + o) * dy_plane;
+                v16 sum = {0};
+                for (long p = 0; p < span16; p += LANES)
+                    sum += *(const v16u *)(run + p);
+                for (int l = 0; l < LANES; l++)
+                    db[o] += sum[l];
+            }
+    for (long n0 = 0; n0 < n_n; n0 += nb) {
+        const long m = n_n - n0 < nb ? n_n - n0 : nb;
+        dw_samples(x + n0 * c_n * plane, c_n, plane, dyw + n0 * o_n * dy_plane, dy_plane, o_n, span16, off, kk, m,
+                   acc);
+    }
 }
 
 /* out[i] = sum over parts p and lanes l of lanes[p, i, l]: the partial sums of convnp_conv2d_dw_s1. */

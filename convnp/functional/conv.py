@@ -576,10 +576,12 @@ DIRECT_BACKWARD = True
 
 def _direct_dx_pads(cache):
     """Padding of dy that turns dx into a stride-1 convolution with the flipped filters, or None when the
-    forward's padding was not zeros or wider than the kernel's reach (then dx takes the GEMM path)."""
+    forward's padding was not zeros or wider than the kernel's reach, or the input has fewer channels than
+    the kernel's block of 8 filters (mostly wasted then): dx takes the GEMM path."""
     g, ((pt, pb), (pl, pr)) = cache["geom"], cache["pads"]
     reach_h, reach_w = (g.kh - 1) * g.dh, (g.kw - 1) * g.dw
-    if cache["padding_mode"] != "zeros" or max(pt, pb) > reach_h or max(pl, pr) > reach_w:
+    if (cache["padding_mode"] != "zeros" or max(pt, pb) > reach_h or max(pl, pr) > reach_w
+            or cache["x_shape"][1] < accel.direct.FILTER_BLOCK):
         return None
     return (reach_h - pt, reach_h - pb), (reach_w - pl, reach_w - pr)
 
