@@ -54,7 +54,9 @@ def test_activation_inside_and_compute_input_grad():
     first(x)
     assert first.backward(dy) is None
     plain.zero_grad(); plain(x); plain.backward(dy)
-    np.testing.assert_allclose(first.weight.grad, plain.weight.grad, rtol=1e-6)
+    # without dx the weight gradient may come from the direct kernel, with it (3 input channels) from the GEMM
+    # path: float32 sums in another order
+    np.testing.assert_allclose(first.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_gradients_accumulate_across_calls():
