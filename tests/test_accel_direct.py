@@ -129,24 +129,27 @@ def test_gradients_are_the_same_on_every_run():
             runs.append(conv2d_backward(np.cos(y), cache))
     finally:
         direct.set_num_threads(previous)
-    for dx, dw, _ in runs[1:]:  # the pieces go to the same threads each time: the same float sums
+    for dx, dw, _ in runs[1:]:  # whichever thread takes a piece, its sums are added in piece order
         assert np.array_equal(dx, runs[0][0]) and np.array_equal(dw, runs[0][1])
 
 
 def test_run_split_gives_every_sample_to_exactly_one_call(monkeypatch):
     seen = np.zeros(37, int)
-    workers = set()
+    pieces = []
 
-    def call(s, e, worker):
+    def call(s, e, k):
         seen[s:e] += 1
-        workers.add(worker)
+        pieces.append((k, s, e))
     previous = direct.num_threads()
     try:
         direct.set_num_threads(3)
         direct.run_split(37, call)
+        bounds = direct.pieces(37)
     finally:
         direct.set_num_threads(previous)
-    assert (seen == 1).all() and workers <= {0, 1, 2}
+    assert (seen == 1).all()
+    assert sorted(pieces) == [(k, bounds[k], bounds[k + 1]) for k in range(len(bounds) - 1)]
+    assert len(bounds) - 1 == 3 * direct.PIECES_PER_THREAD
 
 
 def test_pad_planes_with_a_relu_mask():

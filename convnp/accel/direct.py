@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import math
 import os
 import platform
@@ -47,14 +48,14 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "pad_planes", "slack", "adam_step", "num_threads",
-           "set_num_threads", "run_split"]
+__all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "conv2d_backward", "pad_planes", "slack",
+           "adam_step", "num_threads", "set_num_threads", "pieces", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 _SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "pad.c", "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
-_LANES = 16  # LANES in direct_dw.c
+_LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
           "pid": None}
@@ -110,8 +111,6 @@ def _build():
     lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
     lib.convnp_conv2d_dw_wide_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_wide_s1.restype = None
-    lib.convnp_sum_lanes.argtypes = [p, i, i, p]
-    lib.convnp_sum_lanes.restype = None
     lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
     lib.convnp_pad_planes.restype = None
     lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
@@ -163,17 +162,25 @@ def set_num_threads(n: int) -> None:
     _state["threads"] = int(n)
 
 
-#: a call's batch is cut into this many pieces per thread (dealt out in turn, so each thread always gets the
-#: same ones and float sums come out the same on every run), small enough that a layer's steps on one piece
-#: (pad, then convolve) find it in the core's cache
+#: a call's batch is cut into this many pieces per thread, each taken by whichever thread is free (a thread
+#: whose core is busy, e.g. with another library's spinning threads, then does less), small enough that a
+#: layer's steps on one piece (pad, then convolve) find it in the core's cache. Sums over the batch (dW) are
+#: kept per piece and added in piece order: the same numbers on every run.
 PIECES_PER_THREAD = 4
 
 
+def pieces(n, threads=None):
+    """The bounds [0, ..., n] of the pieces :func:`run_split` cuts a batch of n into."""
+    threads = max(1, min(num_threads() if threads is None else threads, n))
+    count = 1 if threads == 1 else min(n, threads * PIECES_PER_THREAD)
+    return [n * k // count for k in range(count + 1)]
+
+
 def run_split(n, call, threads=None):
-    """call(start, stop, worker) over pieces of the batch 0..n, on ``threads`` (default num_threads()) threads
-    at once; ``worker`` (0 .. threads-1) names the thread, for per-thread partial results. Thread k takes the
-    pieces k, k + threads, ...: a fixed deal, so per-thread partial sums do not depend on timing."""
+    """call(start, stop, k) for each piece k of the batch 0..n (:func:`pieces`), on ``threads`` (default
+    num_threads()) threads at once, each taking the next piece when it is free."""
     threads = min(num_threads() if threads is None else threads, n)
+    bounds = pieces(n, threads)
     if threads <= 1:
         call(0, n, 0)
         return
@@ -183,14 +190,15 @@ def run_split(n, call, threads=None):
                 size = max(threads, os.cpu_count() or 1)
                 _state["pool"] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="convnp")
                 _state["pool_size"], _state["pid"] = size, os.getpid()
-    pieces = min(n, threads * PIECES_PER_THREAD)
-    bounds = [n * k // pieces for k in range(pieces + 1)]
+    taken = itertools.count()  # next() on it is atomic under the GIL: each piece goes to exactly one thread
 
-    def work(worker):
-        for k in range(worker, pieces, threads):
-            call(bounds[k], bounds[k + 1], worker)
-    futures = [_state["pool"].submit(work, worker) for worker in range(1, threads)]
-    work(0)  # the calling thread works too
+    def work():
+        k = next(taken)
+        while k < len(bounds) - 1:
+            call(bounds[k], bounds[k + 1], k)
+            k = next(taken)
+    futures = [_state["pool"].submit(work) for _ in range(1, threads)]
+    work()  # the calling thread works too
     for f in futures:
         f.result()
 
@@ -212,7 +220,7 @@ def _pack(w):
     return np.ascontiguousarray(wpk.reshape(ob, FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
-# Each operation is planned as call(start, stop, worker) over pieces of the batch, so that a layer's steps can
+# Each operation is planned as call(start, stop, piece) over pieces of the batch, so that a layer's steps can
 # run piece by piece on one thread while that piece's data is in its core's cache (pad, then convolve).
 def _conv_plan(xpad, w, b, dilation, out_hw, relu):
     """(y, call): y (N, O, OH, OW) float32 that call(s, e, _) fills for samples s..e-1 (see :func:`conv2d`)."""
@@ -249,47 +257,40 @@ def _pad_plan(x, top, left, out, mask):
 
 
 def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
-    """(call, finish): call(s, e, worker) adds samples s..e-1 into the worker's partial sums; finish() ->
-    (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`). ``dy_wide=(dypad, top, left)``: read dy (masked
-    already) from the interior of dypad, whose rows are as long as xpad's, instead of copying it."""
+    """(call, finish): call(s, e, k) sums samples s..e-1 into piece k's partial dW and db; finish() adds the
+    pieces in order -> (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`). ``dy_wide=(dypad, top, left)``:
+    read dy (masked already) from the interior of dypad, whose rows are as long as xpad's, instead of copying it."""
     lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
     (kh, kw), (dh, dw_) = kernel_hw, dilation
-    plane, count = hp1 * wp, o * c * kh * kw
+    plane = hp1 * wp
     offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
-    lanes = workspace.empty((threads, count, _LANES), np.float32)  # per thread: (O, C, kh*kw) x 16 lanes
-    bias_parts = np.zeros((threads, o), np.float32)
+    count = len(pieces(n, threads)) - 1
+    parts = np.zeros((count, o, c, kh, kw), np.float32)
+    bias_parts = np.zeros((count, o), np.float32)
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
-    failed, zeroed = [], [False] * threads
+    failed = []
 
-    def call(s, e, worker):
-        if not zeroed[worker]:  # each thread zeroes its own partial sums (in parallel, and in its cache)
-            lanes[worker].fill(0)
-            zeroed[worker] = True
+    def call(s, e, k):
         if dy_wide is not None:
             dypad, top, left = dy_wide
             dplane = dypad.shape[2] * dypad.shape[3]
             lib.convnp_conv2d_dw_wide_s1(xa + s * c * plane * item, e - s, c, plane,
                                          dypad.ctypes.data + (s * o * dplane + top * wp + left) * item, dplane, o,
-                                         oh, wp, offs.ctypes.data, kh * kw, lanes[worker].ctypes.data,
-                                         bias_parts[worker].ctypes.data)
+                                         oh, wp, offs.ctypes.data, kh * kw, parts[k].ctypes.data,
+                                         bias_parts[k].ctypes.data)
             return
         at = s * o * oh * ow * item
         if lib.convnp_conv2d_dw_s1(xa + s * c * plane * item, e - s, c, plane, da + at,
                                    None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data,
-                                   kh * kw, lanes[worker].ctypes.data, bias_parts[worker].ctypes.data) != 0:
+                                   kh * kw, parts[k].ctypes.data, bias_parts[k].ctypes.data) != 0:
             failed.append(s)
 
     def finish():
         if failed:
             raise MemoryError("convnp.accel.direct: the weight-gradient kernel could not allocate its buffers")
-        for worker in range(threads):
-            if not zeroed[worker]:  # a thread that got no piece of the batch adds nothing
-                lanes[worker].fill(0)
-        dw = np.empty((o, c, kh, kw), np.float32)
-        lib.convnp_sum_lanes(lanes.ctypes.data, threads, count, dw.ctypes.data)
-        return dw, bias_parts.sum(axis=0)
+        return parts.sum(axis=0), bias_parts.sum(axis=0)
     return call, finish
 
 
@@ -308,9 +309,9 @@ def conv2d(xpad, w, b, dilation, out_hw, relu=False, pad_from=None):
     else:
         pad_call = _pad_plan(np.ascontiguousarray(pad_from[0]), pad_from[1], pad_from[2], xpad, None)
 
-        def call(s, e, worker):  # (a piece may read past its last plane into the next piece's first one, at
-            pad_call(s, e, worker)  # positions whose outputs the kernel drops)
-            conv_call(s, e, worker)
+        def call(s, e, k):  # (a piece may read past its last plane into the next piece's first one, at
+            pad_call(s, e, k)  # positions whose outputs the kernel drops)
+            conv_call(s, e, k)
         run_split(xpad.shape[0], call)
     return y
 
@@ -330,8 +331,8 @@ def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
     ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
     upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
     With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
-    ``with_bias`` also returns db[o] = the sum of that dy. Each thread adds its pieces of the batch into its
-    own 16-lane partial sums; the lanes and threads are summed at the end (``convnp_sum_lanes``).
+    ``with_bias`` also returns db[o] = the sum of that dy. Each piece of the batch has its own partial sums,
+    added in piece order at the end.
     """
     dw, db, _ = conv2d_backward(xpad, dy, kernel_hw, dilation, mask)
     return dw, (db if with_bias else None)
@@ -363,10 +364,10 @@ def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
         pad_call = _pad_plan(dy, top, left, dypad, mask)
         dx, conv_call = _conv_plan(dypad, w_flipped, None, dilation, dx_hw, False)
 
-        def call(s, e, worker):
-            pad_call(s, e, worker)  # dy of this piece, masked, into dypad (dW reads it there when shared)
-            dw_call(s, e, worker)
-            conv_call(s, e, worker)
+        def call(s, e, k):
+            pad_call(s, e, k)  # dy of this piece, masked, into dypad (dW reads it there when shared)
+            dw_call(s, e, k)
+            conv_call(s, e, k)
     run_split(n, call, threads)
     dw, db = dw_finish()
     return dw, db, dx

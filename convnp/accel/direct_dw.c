@@ -11,9 +11,10 @@
  * backward happens in that copy. `db`, when given, gets the bias gradient (the sum of the copied dy per filter).
  *
  * Sums run in 16-float vectors (GCC vector extensions: AVX-512 where the CPU has it, two AVX2 halves else):
- * 2 filters x up to 9 taps = 18 vector accumulators in registers; each 16-position step costs 2 loads of dy,
- * one load of x per tap and 2 FMAs per tap. The accumulators live in `acc` (o, c, t, 16 lanes) between
- * sample blocks and are summed across lanes once at the end.
+ * 4 filters x up to 6 taps = 24 vector accumulators in registers; each 16-position step costs 4 loads of dy,
+ * one load of x per tap and 4 FMAs per tap. A pass runs over a block of samples small enough that its dy
+ * rows and x planes stay in L1, then adds its lanes (a tree sum) into dw: the caller's dw is the partial
+ * sum of one piece of the batch, so the result does not depend on which thread ran which piece.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,27 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #endif
 #define BLOCK_BYTES (24 * 1024) /* see nb below: half of a 48 KiB L1 */
 
+typedef int v16i __attribute__((vector_size(64)));
+
+/* the sum of the 16 lanes, as a tree (4 shuffles and 4 adds instead of 15 dependent adds) */
+static inline float hsum(v16 v)
+{
+    v += __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    v += __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
+    v += __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
+    v += __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
+    return v[0];
+}
+
 static inline __attribute__((always_inline)) void
 dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16, const long *off,
-        long kk, long nb, long o0, long t0, const int db, const int tn, v16u *acc)
+        long kk, long nb, long o0, long t0, const int db, const int tn, float *dw)
 {
     for (long c = 0; c < c_n; c++) {
         v16 a[FB][MAX_TAPS];
         for (int q = 0; q < db; q++)
             for (int t = 0; t < tn; t++)
-                a[q][t] = acc[((o0 + q) * c_n + c) * kk + t0 + t];
+                a[q][t] = (v16){0};
         for (long n = 0; n < nb; n++) {
             const float *xc = x + (n * c_n + c) * plane;
             const float *d0 = dyw + (n * o_n + o0) * dstride;
@@ -54,12 +67,12 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, lo
         }
         for (int q = 0; q < db; q++)
             for (int t = 0; t < tn; t++)
-                acc[((o0 + q) * c_n + c) * kk + t0 + t] = a[q][t];
+                dw[((o0 + q) * c_n + c) * kk + t0 + t] += hsum(a[q][t]);
     }
 }
 
 #define TAPS(T) ((T) < MAX_TAPS ? (T) : MAX_TAPS)
-#define TILE(DB, TN) dw_tile(x, c_n, plane, dyw, dstride, o_n, span16, off, kk, nb, o0, t0, DB, TN, acc)
+#define TILE(DB, TN) dw_tile(x, c_n, plane, dyw, dstride, o_n, span16, off, kk, nb, o0, t0, DB, TN, dw)
 #define TILES(DB)                                                                                                  \
     switch (tn) {                                                                                                  \
     case 1: TILE(DB, TAPS(1)); break;                                                                                    \
@@ -74,7 +87,7 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, lo
     }
 
 static void dw_samples(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16,
-                       const long *off, long kk, long nb, v16u *acc)
+                       const long *off, long kk, long nb, float *dw)
 {
     for (long o0 = 0; o0 < o_n; o0 += FB) {
         for (long t0 = 0; t0 < kk; t0 += MAX_TAPS) {
@@ -94,10 +107,9 @@ static void dw_samples(const float *x, long c_n, long plane, const float *dyw, l
 }
 
 /* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL).
- * ADDS into lanes (o_n, c_n, kk, 16) (summed by convnp_sum_lanes) and db (o_n). Returns 0, or -1 when memory
- * ran out (nothing is added then). */
+ * ADDS into dw (o_n, c_n, kk) and db (o_n). Returns 0, or -1 when memory ran out (nothing is added then). */
 int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
-                        long o_n, long oh, long ow, long wp, const long *off, long kk, float *lanes, float *db)
+                        long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
     /* samples per block: what one (filter block, channel) pass reads, FB rows of dy and a plane of x per
@@ -110,7 +122,6 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
     if (!dyw)
         return -1;
     memset(dyw, 0, dyw_bytes); /* the q >= ow columns and the tail stay zero */
-    v16u *acc = (v16u *)lanes;
     for (long n0 = 0; n0 < n_n; n0 += nb) {
         const long m = n_n - n0 < nb ? n_n - n0 : nb;
         for (long n = 0; n < m; n++)
@@ -136,7 +147,7 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                         db[o] += sum[l];
                 }
             }
-        dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, span16, o_n, span16, off, kk, m, acc);
+        dw_samples(x + n0 * c_n * plane, c_n, plane, dyw, span16, o_n, span16, off, kk, m, dw);
     }
     free(dyw);
     return 0;
@@ -146,13 +157,12 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
  * (zeros at q >= ow and after the last row: the interior of the zero-padded dy that dx's convolution reads,
  * when its rows are as long as x's). No copy, no mask (the padding applied it). */
 void convnp_conv2d_dw_wide_s1(const float *x, long n_n, long c_n, long plane, const float *dyw, long dy_plane,
-                              long o_n, long oh, long wp, const long *off, long kk, float *lanes, float *db)
+                              long o_n, long oh, long wp, const long *off, long kk, float *dw, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
     const long per_sample = (FB * dy_plane + plane) * (long)sizeof(float);
     long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
     nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
-    v16u *acc = (v16u *)lanes;
     if (db)
         for (long n = 0; n < n_n; n++)
             for (long o = 0; o < o_n; o++) {
@@ -166,18 +176,6 @@ void convnp_conv2d_dw_wide_s1(const float *x, long n_n, long c_n, long plane, co
     for (long n0 = 0; n0 < n_n; n0 += nb) {
         const long m = n_n - n0 < nb ? n_n - n0 : nb;
         dw_samples(x + n0 * c_n * plane, c_n, plane, dyw + n0 * o_n * dy_plane, dy_plane, o_n, span16, off, kk, m,
-                   acc);
-    }
-}
-
-/* out[i] = sum over parts p and lanes l of lanes[p, i, l]: the partial sums of convnp_conv2d_dw_s1. */
-void convnp_sum_lanes(const float *lanes, long parts, long count, float *out)
-{
-    for (long i = 0; i < count; i++) {
-        float s = 0.0f;
-        for (long p = 0; p < parts; p++)
-            for (int l = 0; l < LANES; l++)
-                s += lanes[(p * count + i) * LANES + l];
-        out[i] = s;
+                   dw);
     }
 }
