@@ -36,6 +36,10 @@ CASES = [
     (2, 6, 10, 10, 8, 3, 2, 1, True, "circular"),
     (5, 9, 7, 7, 64, 3, 1, 1, True, "replicate"),
     (1, 64, 7, 7, 64, 3, 1, 1, True, "zeros"),
+    # filters in multiples of 32: the kernels vectorized over filters (direct_cv.c), 5x5 taps, 3 filter blocks
+    (2, 32, 9, 9, 32, 5, 2, 1, True, "zeros"),
+    (2, 8, 6, 6, 96, 3, 1, 1, False, "zeros"),
+    (3, 32, 10, 13, 64, 3, 1, 2, True, "zeros"),      # dilation, a width that is not a multiple of 7
 ]
 
 

@@ -1,0 +1,163 @@
+/* convnp.accel: direct stride-1 convolution for small feature maps, vectorized over filters.
+ *
+ * The kernels of direct_conv.c and direct_dw.c vectorize over positions of the wide padded rows, so the
+ * Wp - OW padding columns of every row are computed and thrown away: on a 7x7 map with a 3x3 kernel (Wp = 9)
+ * a fifth of the work. Here the 16 lanes of a vector are 16 filters instead, and only real output
+ * positions are computed:
+ *
+ *   forward   y[n, o, r, q] = b[o] + sum_c sum_t w[c, t, o] * x[n, c, r*wp + q + off[t]]
+ *             2 vectors of filters x 7 positions of one output row = 14 accumulators; per (c, t): 2 filter
+ *             loads, 7 broadcasts of x, 14 FMAs.
+ *   weights   dw[c, t, o] += sum_n sum_{r, q} dy[n, o, r, q] * x[n, c, r*wp + q + off[t]]
+ *             dy is first transposed per sample to (position, filter) (masked by a fused ReLU's output);
+ *             2 vectors of filters x up to 9 taps = 18 accumulators; per position: 2 dy loads, one
+ *             broadcast of x per tap, 2 FMAs per tap. No sum across lanes: each lane is its own filter.
+ *
+ * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define LANES 16
+#define OV 2 /* filter vectors per block */
+#define PP 7 /* positions per block */
+#define MAX_TAPS 9
+
+static inline __attribute__((always_inline)) void
+cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long base,
+         v16 acc[OV][PP])
+{
+    for (int v = 0; v < OV; v++)
+        for (int p = 0; p < PP; p++)
+            acc[v][p] = (v16){0};
+    for (long c = 0; c < c_n; c++) {
+        const float *xc = x + c * plane + base;
+        const float *wc = wv + c * kk * o_n;
+        for (long t = 0; t < kk; t++) {
+            const float *xs = xc + off[t];
+            const v16 w0 = *(const v16u *)(wc + t * o_n), w1 = *(const v16u *)(wc + t * o_n + LANES);
+            for (int p = 0; p < PP; p++) {
+                const float xv = xs[p];
+                acc[0][p] += w0 * xv;
+                acc[1][p] += w1 * xv;
+            }
+        }
+    }
+}
+
+/* n_n samples: x (n_n, c_n, plane) wide padded input (rows wp long, read up to PP-1 floats past a row's
+ * outputs), wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow); bias may be NULL. */
+void convnp_conv2d_cv_s1(const float *x, long n_n, long c_n, long plane, const float *wv, long o_n,
+                         const long *off, long kk, long oh, long ow, long wp, const float *bias, int relu, float *y)
+{
+    for (long n = 0; n < n_n; n++) {
+        const float *xn = x + n * c_n * plane;
+        float *yn = y + n * o_n * oh * ow;
+        for (long o0 = 0; o0 < o_n; o0 += OV * LANES)
+            for (long r = 0; r < oh; r++)
+                for (long q0 = 0; q0 < ow; q0 += PP) {
+                    v16 acc[OV][PP];
+                    if (kk == 9)
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, r * wp + q0, acc);
+                    else
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, r * wp + q0, acc);
+                    const long keep = ow - q0 < PP ? ow - q0 : PP;
+                    for (int v = 0; v < OV; v++)
+                        for (int l = 0; l < LANES; l++) {
+                            const long o = o0 + v * LANES + l;
+                            const float b = bias ? bias[o] : 0.0f;
+                            float *yo = yn + (o * oh + r) * ow + q0;
+                            for (long p = 0; p < keep; p++) {
+                                const float value = acc[v][p][l] + b;
+                                yo[p] = relu && !(value > 0.0f) ? 0.0f : value;
+                            }
+                        }
+                }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+cv_dw_block(const float *x, long c_n, long plane, const float *dyt, long o_n, long positions, const long *pos,
+            const long *off, long kk, long nb, long o0, long c, const int tn, long t0, float *dw)
+{
+    v16 acc[OV][MAX_TAPS];
+    for (int v = 0; v < OV; v++)
+        for (int t = 0; t < tn; t++)
+            acc[v][t] = (v16){0};
+    for (long n = 0; n < nb; n++) {
+        const float *xc = x + (n * c_n + c) * plane;
+        const float *dn = dyt + n * positions * o_n + o0;
+        for (long i = 0; i < positions; i++) {
+            const v16 d0 = *(const v16u *)(dn + i * o_n), d1 = *(const v16u *)(dn + i * o_n + LANES);
+            const float *xs = xc + pos[i];
+            for (int t = 0; t < tn; t++) {
+                const float xv = xs[off[t0 + t]];
+                acc[0][t] += d0 * xv;
+                acc[1][t] += d1 * xv;
+            }
+        }
+    }
+    for (int t = 0; t < tn; t++) {
+        v16u *out0 = (v16u *)(dw + (c * kk + t0 + t) * o_n + o0);
+        out0[0] = out0[0] + acc[0][t];
+        out0[1] = out0[1] + acc[1][t];
+    }
+}
+
+/* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL), o_n a
+ * multiple of 32. ADDS into dw (c_n, kk, o_n) and db (o_n). Returns 0, or -1 when memory ran out. */
+int convnp_conv2d_dw_cv_s1(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
+                           long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
+{
+    const long positions = oh * ow;
+    /* samples per block: their transposed dy (2 vectors of filters) and one x plane each stay in L1 */
+    long nb = (24 * 1024) / ((positions * OV * LANES + plane) * (long)sizeof(float));
+    nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
+    float *dyt = malloc((size_t)nb * positions * o_n * sizeof(float));
+    long *pos = malloc((size_t)positions * sizeof(long));
+    if (!dyt || !pos) {
+        free(dyt);
+        free(pos);
+        return -1;
+    }
+    for (long r = 0; r < oh; r++)
+        for (long q = 0; q < ow; q++)
+            pos[r * ow + q] = r * wp + q;
+    for (long n0 = 0; n0 < n_n; n0 += nb) {
+        const long m = n_n - n0 < nb ? n_n - n0 : nb;
+        for (long n = 0; n < m; n++) /* transpose (o, position) -> (position, o), masked */
+            for (long o = 0; o < o_n; o++) {
+                const float *src = dy + ((n0 + n) * o_n + o) * positions;
+                const float *ms = mask ? mask + ((n0 + n) * o_n + o) * positions : 0;
+                float *dst = dyt + n * positions * o_n + o;
+                float sum = 0.0f;
+                for (long i = 0; i < positions; i++) {
+                    const float d = src[i];
+                    const float value = ms && !(ms[i] > 0.0f) ? 0.0f : d;
+                    dst[i * o_n] = value;
+                    sum += value;
+                }
+                if (db)
+                    db[o] += sum;
+            }
+        const float *xb = x + n0 * c_n * plane;
+        for (long o0 = 0; o0 < o_n; o0 += OV * LANES)
+            for (long c = 0; c < c_n; c++)
+                for (long t0 = 0; t0 < kk; t0 += MAX_TAPS) {
+                    const long tn = kk - t0 < MAX_TAPS ? kk - t0 : MAX_TAPS;
+                    switch (tn) { /* the tap count known to the compiler: the accumulators stay in registers */
+#define CV_TAPS(T)                                                                                                 \
+    case T:                                                                                                        \
+        cv_dw_block(xb, c_n, plane, dyt, o_n, positions, pos, off, kk, m, o0, c, T, t0, dw);                       \
+        break;
+                        CV_TAPS(1) CV_TAPS(2) CV_TAPS(3) CV_TAPS(4) CV_TAPS(5) CV_TAPS(6) CV_TAPS(7) CV_TAPS(8)
+                        default: cv_dw_block(xb, c_n, plane, dyt, o_n, positions, pos, off, kk, m, o0, c, 9, t0, dw);
+                    }
+                }
+    }
+    free(dyt);
+    free(pos);
+    return 0;
+}
