@@ -7,7 +7,7 @@ Why: for the 16-64-channel layers of small CNNs, im2col + GEMM spends more time 
 patch matrix (every input value copied kh*kw times) than multiplying, and GEMMs with 16-32 rows run far
 below the machine's peak. The kernels read each tap's contiguous run of the padded image directly:
 
-* ``direct_conv.c`` (:func:`conv2d`): y = x * w, an 8-filter x 32-pixel block of sums in registers; also dx,
+* ``direct_conv.c`` (:func:`conv2d`): y = x * w, an 8-filter x 48-pixel block of sums in registers; also dx,
   as dy zero-padded by (k-1)*d - pad and convolved with the flipped, transposed filters;
 * ``direct_dw.c`` (:func:`conv2d_dw`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
   registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies.
@@ -55,7 +55,7 @@ __all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "conv2d_back
 _SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c",
                                                               "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
-FILTER_BLOCK, _PIXEL_BLOCK = 8, 32  # OB and PB in direct_conv.c
+FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,

@@ -10,12 +10,13 @@
  *
  * With `relu` set the kernel stores max(y, 0) (a ReLU fused into the store).
  *
- * Register blocking: OB = 8 filters x PB = 32 positions of accumulators (16 AVX-512 registers); each tap
- * costs 2 vector loads of x, 8 broadcast weights and 16 FMAs. Weights come packed as
+ * Register blocking: OB = 8 filters x PB = 48 positions of accumulators (24 AVX-512 registers); each tap
+ * costs 3 vector loads of x, 8 broadcast weights and 24 FMAs (PB = 48 measured 7-22% faster than 32 on
+ * 16-channel layers). Weights come packed as
  * wpk[ob][c][t][8] (filters padded with zeros to a multiple of 8).
  */
 #define OB 8
-#define PB 32
+#define PB 48
 
 static inline __attribute__((always_inline)) void
 conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, const long *off, long kk, long oh,
