@@ -571,6 +571,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     return y, cache
 
 
+#: False sends the backward of direct-kernel convolutions back to im2col + GEMM (to compare the two)
 DIRECT_BACKWARD = True
 
 
