@@ -251,3 +251,20 @@ def test_a_forked_child_gets_its_own_thread_pool():
 def _child_conv(x, wt):
     direct.set_num_threads(2)
     return conv2d_forward(x, wt, padding=1, save_cache=False)[0]
+
+
+@pytest.mark.parametrize("stride,dilation", [((2, 2), (1, 1)), ((1, 3), (2, 1)), ((3, 2), (1, 2))])
+def test_strided_patches_match_numpy(stride, dilation):
+    rng = np.random.default_rng(6)
+    xpad = rng.standard_normal((3, 5, 13, 14)).astype(np.float32)
+    kh, kw = 3, 2
+    oh = (13 - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (14 - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    g = C._Geom(kh, kw, stride[0], stride[1], dilation[0], dilation[1], oh, ow)
+    col = C._im2col_t(xpad, g)
+    back = C._col2im_t(np.cos(col), xpad.shape, g)
+    with accel.disabled():
+        col_ref = C._im2col_t(xpad, g)
+        back_ref = C._col2im_t(np.cos(col_ref), xpad.shape, g)
+    np.testing.assert_array_equal(col, col_ref)
+    np.testing.assert_allclose(back, back_ref, rtol=1e-6, atol=1e-6)

@@ -189,6 +189,8 @@ def _im2col_t(xpad, g: _Geom, buf=None):
             col[...] = col_nkl.transpose(1, 0, 2)  # (K, N, L)
             return col.reshape(k, m)
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
+    if accel.direct_enabled_for(xpad, col) and xpad.flags.c_contiguous:  # one pass in C, not kh*kw strided copies
+        return accel.direct.im2col(xpad, col, g).reshape(k, m)
     xt = xpad.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view: the batch moves next to the pixels
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
@@ -211,6 +213,8 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     if out is None:
         out = workspace.zeros(padded_shape, col.dtype, xp)
+    if accel.direct_enabled_for(col, out) and out.flags.c_contiguous and col.flags.c_contiguous:
+        return accel.direct.col2im(col, out, g)  # (C code, split over the channels)
     if accel.enabled_for(col, out) and out.flags.c_contiguous:
         return accel.kernels.col2im(col, out, g, batch_major=False)
     ot = out.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view of out
