@@ -137,3 +137,28 @@ def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
     np.testing.assert_allclose(dx1, dx2, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fused.weight.grad, plain[0].weight.grad, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fused.bias.grad, plain[0].bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_a_few_strided_convs_among_many_direct_ones_still_train_on_kernel_threads():
+    from convnp.nn import Conv2D, Flatten, Dense, Sequential
+
+    def net(direct_convs):
+        layers = [Conv2D(8, 3, padding=1, in_channels=8) for _ in range(direct_convs)]
+        return Sequential(layers + [Conv2D(8, 3, strides=2, padding=1, in_channels=8), Flatten(), Dense(4)])
+    per_gemm = threads.DIRECT_CONVS_PER_GEMM_CONV
+    assert threads.trains_on_kernel_threads(net(per_gemm))
+    assert not threads.trains_on_kernel_threads(net(per_gemm - 1))
+    assert threads.trains_on_kernel_threads(convnp.models.get_model("resnet20_cifar"))  # 2 strided of 19 convs
+    assert not threads.trains_on_kernel_threads(convnp.models.get_model("resnet18"))  # 7 of 20 on GEMMs
+
+
+def test_resnet_training_step_runs_on_kernel_threads(monkeypatch):
+    model = convnp.models.get_model("resnet20_cifar", seed=0)
+    before_blas = _blas_threads()
+    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
+    x = np.random.default_rng(3).random((4, 3, 32, 32), dtype=np.float32)
+    model.train()
+    y = model(x)
+    model.backward(np.ones_like(y))
+    assert len(seen) == 2 * 19 and set(seen) == {(1, os.cpu_count())}
+    assert _blas_threads() == before_blas

@@ -7,7 +7,7 @@ goes unchanged into both branches, and the input gradient is the sum of the two 
 """
 from __future__ import annotations
 
-from .. import nn
+from .. import accel, nn
 from ..backend import get_array_module
 from ..nn.module import Module
 from ._zoo_utils import finish, seed_stream
@@ -40,6 +40,8 @@ class BasicBlock(Module):
     Shape: (N, in_channels, H, W) -> (N, channels, ceil(H / strides), ceil(W / strides)).
     Example: ``BasicBlock(64, 128, strides=2)`` has a ``downsample`` projection.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     expansion = 1
 
@@ -75,6 +77,8 @@ class Bottleneck(Module):
     Shape: (N, in_channels, H, W) -> (N, 4 * channels, ceil(H / strides), ceil(W / strides)).
     Example: ``Bottleneck(64, 64)`` maps 64 -> 256 channels with a projection shortcut.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     expansion = 4
 
@@ -118,6 +122,8 @@ class PreActBlock(Module):
     Example: ``PreActBlock(64, 64)``.
     """
 
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     expansion = 1
 
     def __init__(self, in_channels: int, channels: int, strides: int = 1, shortcut: str = "B", seed=None):
@@ -156,6 +162,8 @@ class ZeroPadShortcut(Module):
     Shape: (N, C, H, W) -> (N, out_channels, ceil(H / strides), ceil(W / strides)); no parameters.
     Example: ``ZeroPadShortcut(16, 32, 2)``.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, in_channels: int, out_channels: int, strides: int = 1):
         super().__init__()
@@ -211,6 +219,8 @@ class ResNet(Module):
     Example: ``ResNet("basic", (2, 2, 2, 2))`` is ResNet-18.
     """
 
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     def __init__(self, block: str = "basic", layers=(2, 2, 2, 2), num_classes: int = 1000, in_channels: int = 3,
                  widths=(64, 128, 256, 512), stem: str = "imagenet", shortcut: str = "B", seed=None):
         super().__init__()
@@ -248,13 +258,15 @@ class ResNet(Module):
 
     def forward(self, x):
         self.check_input(x, 4, self.conv1.in_channels)
-        for layer in self._modules.values():  # in assignment order: stem, layer1..layerK, head
-            x = layer(x)
+        with accel.threads.training_threads(self, x):  # convnp's kernel threads when the step is theirs
+            for layer in self._modules.values():  # in assignment order: stem, layer1..layerK, head
+                x = layer(x)
         return x
 
     def backward(self, dy):
-        for layer in reversed(list(self._modules.values())):
-            dy = layer.backward(dy)
+        with accel.threads.backward_threads(self):
+            for layer in reversed(list(self._modules.values())):
+                dy = layer.backward(dy)
         return dy
 
 

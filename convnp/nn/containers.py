@@ -19,6 +19,8 @@ INFERENCE_CHUNK = 64
 class Identity(Module):
     """y = x. Useful as a no-op shortcut or placeholder."""
 
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     def forward(self, x):
         return x
 
@@ -37,6 +39,8 @@ class Sequential(Module):
 
         model = Sequential([Conv2D(30, 5, activation="relu"), MaxPool2D(2), Flatten(), Dense(10)])
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, layers=(), *more_layers):
         super().__init__()
@@ -75,11 +79,8 @@ class Sequential(Module):
             with accel.threads.kernel_threads():  # convnp's kernel threads, not OpenBLAS's
                 return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
                                        for i in range(0, x.shape[0], INFERENCE_CHUNK)])
-        self._step_on_kernel_threads = self._train_on_kernel_threads(x)  # backward does the same
-        if self._step_on_kernel_threads:
-            with accel.threads.kernel_threads():
-                return self._forward_layers(x)
-        return self._forward_layers(x)
+        with accel.threads.training_threads(self, x):  # convnp's kernel threads when the step is theirs
+            return self._forward_layers(x)
 
     def _forward_layers(self, x):
         for layer in self._modules.values():
@@ -95,16 +96,9 @@ class Sequential(Module):
                 and _module._summary_recorder is None
                 and not any(m.training or m.mixes_samples for m in self.modules()))
 
-    def _train_on_kernel_threads(self, x) -> bool:
-        """A float32 NumPy training step whose layers all run in the direct kernels (see convnp.accel.threads)."""
-        return (type(x) is np.ndarray and x.dtype == np.float32 and self.training and backend.is_grad_enabled()
-                and accel.direct_enabled_for(x) and accel.threads.trains_on_kernel_threads(self))
-
     def backward(self, dy):
-        if getattr(self, "_step_on_kernel_threads", False):
-            with accel.threads.kernel_threads():
-                return self._backward_layers(dy)
-        return self._backward_layers(dy)
+        with accel.threads.backward_threads(self):
+            return self._backward_layers(dy)
 
     def _backward_layers(self, dy):
         for layer in reversed(self._modules.values()):
@@ -132,6 +126,8 @@ class Residual(Module):
 
     Backward: dL/dx = body.backward(g) + shortcut.backward(g), where g is the gradient after the activation.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, body: Module, shortcut: Module | None = None, activation: str | None = None):
         super().__init__()
@@ -163,6 +159,8 @@ class Concat(Module):
 
     DenseNet uses ``Concat([Identity(), layer])`` to append new feature maps to the input.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, branches, axis: int = 1):
         super().__init__()

@@ -12,6 +12,8 @@ class Activation(Module):
     Shape: any input; output has the same shape. Example: ``Activation("relu")(x)``.
     """
 
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     def __init__(self, name: str = "relu", **kwargs):
         super().__init__()
         key = str(name).lower()

@@ -6,6 +6,8 @@ from ..module import Module
 
 
 class _Pool2D(Module):
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     _forward = _backward = None
 
     def __init__(self, pool_size=2, strides=None, padding="valid"):
@@ -69,6 +71,8 @@ class AvgPool2D(_Pool2D):
 
 
 class _GlobalPool2D(Module):
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
+
     def __init__(self, keepdims: bool = False):
         super().__init__()
         self.keepdims = bool(keepdims)
@@ -120,6 +124,8 @@ class AdaptiveAvgPool2D(Module):
     Shape: (N, C, H, W) -> (N, C, OH, OW).
     Example: ``AdaptiveAvgPool2D((7, 7))`` before VGG's classifier, as in torchvision.
     """
+
+    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, output_size):
         super().__init__()
