@@ -5,9 +5,11 @@ NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a N
 one pass over memory where NumPy makes several (a max pool with its argmax, a ReLU backward without a boolean
 temporary) and cache-sized work per image plane (col2im, the NCHW <-> GEMM layout copies).
 
-A second, separate accelerator is :mod:`convnp.accel.direct`: a direct stride-1 convolution in C, compiled
-with the system's C compiler on first use (no numba needed), used for float32 convolutions with stride 1 and
-one group (see :func:`direct_enabled_for`). The numba kernels are used when all of these hold:
+A second, separate accelerator is :mod:`convnp.accel.direct`: C kernels compiled with the system's C compiler
+on first use (no numba needed) for float32 NumPy arrays (see :func:`direct_enabled_for`): the forward and
+backward of stride-1 one-group convolutions without a patch matrix, the padding copy, strided im2col/col2im
+and the fused Adam step. :mod:`convnp.accel.threads` decides when they get every core (BLAS on one thread).
+The numba kernels are used when all of these hold:
 
 * numba is installed (``pip install "convnp[fast]"``);
 * the environment variable ``CONVNP_ACCEL`` is not ``0`` and :func:`set_enabled` was not called with False;
