@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from . import POOL_WINDOWS
 from .. import workspace
-from .direct import run_split  # splits a batch over convnp's threads (one, unless kernel_threads() is on)
+from .direct import run_split  # splits a batch over convnp's threads (num_threads(): every core by default)
 
 _JIT = dict(parallel=False, cache=True, nogil=True)
 
