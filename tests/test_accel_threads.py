@@ -81,8 +81,9 @@ def test_without_the_direct_kernel_blas_keeps_its_threads(monkeypatch):
         assert not changed and _blas_threads() == before
 
 
-def _spy_blas_threads_in_conv_backward(monkeypatch):
-    """Records BLAS's thread count and the kernel's whenever a conv layer's forward or backward runs."""
+def _threads_seen_in_a_training_step(monkeypatch, model, x):
+    """One forward and backward of ``model`` in train mode: (BLAS's thread count, the kernel's) each time a
+    conv layer's forward or backward runs."""
     from convnp.functional import conv as C
     seen = []
     for name in ("conv2d_forward", "conv2d_backward"):
@@ -92,6 +93,9 @@ def _spy_blas_threads_in_conv_backward(monkeypatch):
             seen.append((_blas_threads()[0], direct.num_threads()))
             return _original(*args, **kwargs)
         monkeypatch.setattr(C, name, spy)
+    model.train()
+    y = model(x)
+    model.backward(np.ones_like(y))
     return seen
 
 
@@ -99,11 +103,8 @@ def test_a_training_step_of_a_direct_kernel_model_runs_on_kernel_threads(monkeyp
     model = convnp.models.get_model("deep_convnet", seed=0)
     assert threads.trains_on_kernel_threads(model)
     before_blas, before_kernel = _blas_threads(), direct.num_threads()
-    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
-    model.train()
-    y = model(x)
-    model.backward(np.ones_like(y))
+    seen = _threads_seen_in_a_training_step(monkeypatch, model, x)
     assert len(seen) == 12 and set(seen) == {(1, os.cpu_count())}  # 6 conv layers, forward and backward
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel  # restored in between
 
@@ -116,11 +117,8 @@ def test_models_with_gemm_layers_keep_blas_threads_for_training(monkeypatch):
     for model in (strided, pointwise, big_dense):
         assert not threads.trains_on_kernel_threads(model)
     before = _blas_threads()
-    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
     x = np.random.default_rng(1).random((4, 3, 8, 8), dtype=np.float32)
-    strided.train()
-    y = strided(x)
-    strided.backward(np.ones_like(y))
+    seen = _threads_seen_in_a_training_step(monkeypatch, strided, x)
     assert seen and all(blas == before[0] for blas, _ in seen)
 
 
@@ -155,10 +153,7 @@ def test_a_few_strided_convs_among_many_direct_ones_still_train_on_kernel_thread
 def test_resnet_training_step_runs_on_kernel_threads(monkeypatch):
     model = convnp.models.get_model("resnet20_cifar", seed=0)
     before_blas = _blas_threads()
-    seen = _spy_blas_threads_in_conv_backward(monkeypatch)
     x = np.random.default_rng(3).random((4, 3, 32, 32), dtype=np.float32)
-    model.train()
-    y = model(x)
-    model.backward(np.ones_like(y))
+    seen = _threads_seen_in_a_training_step(monkeypatch, model, x)
     assert len(seen) == 2 * 19 and set(seen) == {(1, os.cpu_count())}
     assert _blas_threads() == before_blas

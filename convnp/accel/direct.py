@@ -1,7 +1,8 @@
 """Direct stride-1 convolution, forward and backward, through small C kernels compiled on first use.
 
-The same library holds the zero-padding copy (``pad.c``) and the fused Adam step (``adam.c``,
-:func:`adam_step`, used by ``convnp.optim.Adam``).
+The same library holds the zero-padding copy (``pad.c``), im2col/col2im for strided convolutions
+(``patches.c``, :func:`im2col`, :func:`col2im`) and the fused Adam step (``adam.c``, :func:`adam_step`,
+used by ``convnp.optim.Adam``).
 
 Why: for the 16-64-channel layers of small CNNs, im2col + GEMM spends more time building and reading the
 patch matrix (every input value copied kh*kw times) than multiplying, and GEMMs with 16-32 rows run far
@@ -9,8 +10,10 @@ below the machine's peak. The kernels read each tap's contiguous run of the padd
 
 * ``direct_conv.c`` (:func:`conv2d`): y = x * w, an 8-filter x 48-pixel block of sums in registers; also dx,
   as dy zero-padded by (k-1)*d - pad and convolved with the flipped, transposed filters;
-* ``direct_dw.c`` (:func:`conv2d_dw`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
-  registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies.
+* ``direct_dw.c`` (:func:`conv2d_backward`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
+  registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies;
+* ``direct_cv.c``: the same products vectorized over filters, for layers with a multiple of 32 filters (no
+  padding columns computed and dropped).
 
 Single-threaded on the 2-core benchmark machine: ~100 GFLOP/s forward and ~90 for dW on DeepConvNet's
 16-32-channel layers (OpenBLAS's sgemm peak there: ~150); DeepConvNet training step 85 -> 45 ms.
@@ -48,7 +51,7 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "library", "conv2d", "conv2d_dw", "conv2d_backward", "pad_planes", "slack",
+__all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "pad_planes", "slack",
            "im2col", "col2im", "adam_step", "num_threads", "set_num_threads", "pieces", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
@@ -155,7 +158,8 @@ def num_threads() -> int:
     OpenBLAS's worker threads are still spinning after a matrix product (about 0.1 s), a second kernel thread
     finds its core busy: in a ResNet-20 training step (strided convs on BLAS, the rest here) two kernel threads
     were ~4% slower than one, and running the whole step under :func:`convnp.accel.threads.kernel_threads`
-    (BLAS on one thread) 16% faster, which is what ``Sequential`` does for models made of direct-kernel layers.
+    (BLAS on one thread) faster still, which is what ``Sequential`` and ``ResNet`` do for models made (mostly)
+    of direct-kernel layers.
     """
     if _state["threads"] is None:
         env = os.environ.get("CONVNP_NUM_THREADS", "").strip()
@@ -228,35 +232,41 @@ def _pack(w):
     return np.ascontiguousarray(wpk.reshape(ob, FILTER_BLOCK, c, kh * kw).transpose(0, 2, 3, 1))
 
 
-# Each operation is planned as call(start, stop, piece) over pieces of the batch, so that a layer's steps can
-# run piece by piece on one thread while that piece's data is in its core's cache (pad, then convolve).
 #: layers with a multiple of this many filters take the kernels vectorized over filters (direct_cv.c): they
 #: skip the padding columns that the wide-row kernels compute and drop (a fifth of the work on a 7x7 map),
 #: single-threaded 1.2-2x faster on 7x7 and 14x14 maps, as fast or faster on 28x28 and 32x32 ones
 CV_FILTERS = 32
+#: False: the wide-row kernels only (to compare the two)
 CV = True
 
 
-def _over_filters(o, ow):
-    """True when a layer with ``o`` filters (``ow``-wide outputs) takes direct_cv.c."""
+def _over_filters(o):
+    """True when a layer with ``o`` filters takes direct_cv.c."""
     return CV and o % CV_FILTERS == 0
 
 
+def _tap_offsets(kernel_hw, dilation, wp):
+    """Flat offset of each kernel tap (i, j) in a padded plane with rows ``wp`` long: i*dh*wp + j*dw (int64)."""
+    (kh, kw), (dh, dw) = kernel_hw, dilation
+    return np.array([i * dh * wp + j * dw for i in range(kh) for j in range(kw)], dtype=np.int64)
+
+
+# Each operation is planned as call(start, stop, piece) over pieces of the batch, so that a layer's steps can
+# run piece by piece on one thread while that piece's data is in its core's cache (pad, then convolve).
 def _conv_plan(xpad, w, b, dilation, out_hw, relu):
     """(y, call): y (N, O, OH, OW) float32 that call(s, e, _) fills for samples s..e-1 (see :func:`conv2d`)."""
     n, c, hp1, wp = xpad.shape
     o, _, kh, kw = w.shape
-    dh, dw = dilation
     oh, ow = out_hw
     plane = hp1 * wp
     y = workspace.empty((n, o, oh, ow), np.float32)
-    if _over_filters(o, ow):
+    if _over_filters(o):
         fn = library().convnp_conv2d_cv_s1
         wpk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # (C, kh, kw, O)
     else:
         fn = library().convnp_conv2d_s1
         wpk = _pack(w)
-    offs = np.array([i * dh * wp + j * dw for i in range(kh) for j in range(kw)], dtype=np.int64)
+    offs = _tap_offsets((kh, kw), dilation, wp)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
     xa, ya, item = xpad.ctypes.data, y.ctypes.data, 4
 
@@ -282,32 +292,27 @@ def _pad_plan(x, top, left, out, mask):
 
 def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
     """(call, finish): call(s, e, k) sums samples s..e-1 into piece k's partial dW and db; finish() adds the
-    pieces in order -> (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_dw`). ``dy_wide=(dypad, top, left)``:
-    read dy (masked already) from the interior of dypad, whose rows are as long as xpad's, instead of copying it."""
+    pieces in order -> (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_backward`).
+    ``dy_wide=(dypad, top, left)``: read dy (masked already) from the interior of dypad, whose rows are as long
+    as xpad's, instead of copying it (the wide-row kernel only: direct_cv.c transposes dy itself)."""
     lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
-    (kh, kw), (dh, dw_) = kernel_hw, dilation
+    kh, kw = kernel_hw
     plane = hp1 * wp
-    offs = np.array([i * dh * wp + j * dw_ for i in range(kh) for j in range(kw)], dtype=np.int64)
+    offs = _tap_offsets(kernel_hw, dilation, wp)
     count = len(pieces(n, threads)) - 1
-    over_filters = _over_filters(o, ow)
+    over_filters = _over_filters(o)
     parts = np.zeros((count, c, kh, kw, o) if over_filters else (count, o, c, kh, kw), np.float32)
     bias_parts = np.zeros((count, o), np.float32)
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
     failed = []
+    copying = lib.convnp_conv2d_dw_cv_s1 if over_filters else lib.convnp_conv2d_dw_s1  # same arguments
+    wide = None if over_filters else dy_wide
 
     def call(s, e, k):
-        if over_filters:
-            at = s * o * oh * ow * item
-            if library().convnp_conv2d_dw_cv_s1(xa + s * c * plane * item, e - s, c, plane, da + at,
-                                                None if mask is None else mask.ctypes.data + at, o, oh, ow, wp,
-                                                offs.ctypes.data, kh * kw, parts[k].ctypes.data,
-                                                bias_parts[k].ctypes.data) != 0:
-                failed.append(s)
-            return
-        if dy_wide is not None:
-            dypad, top, left = dy_wide
+        if wide is not None:
+            dypad, top, left = wide
             dplane = dypad.shape[2] * dypad.shape[3]
             lib.convnp_conv2d_dw_wide_s1(xa + s * c * plane * item, e - s, c, plane,
                                          dypad.ctypes.data + (s * o * dplane + top * wp + left) * item, dplane, o,
@@ -315,9 +320,9 @@ def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
                                          bias_parts[k].ctypes.data)
             return
         at = s * o * oh * ow * item
-        if lib.convnp_conv2d_dw_s1(xa + s * c * plane * item, e - s, c, plane, da + at,
-                                   None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data,
-                                   kh * kw, parts[k].ctypes.data, bias_parts[k].ctypes.data) != 0:
+        if copying(xa + s * c * plane * item, e - s, c, plane, da + at,
+                   None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data, kh * kw,
+                   parts[k].ctypes.data, bias_parts[k].ctypes.data) != 0:
             failed.append(s)
 
     def finish():
@@ -361,23 +366,14 @@ def pad_planes(x, top, left, out, mask=None):
     return out
 
 
-def conv2d_dw(xpad, dy, kernel_hw, dilation, mask=None, with_bias=False):
-    """Weight gradient of a stride-1 convolution -> (dw (O, C, kh, kw), db (O,) or None) float32 (``direct_dw.c``).
+def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
+    """dw (O, C, kh, kw), db (O,) and dx of a stride-1 convolution in ONE pass over the batch, float32.
 
     ``xpad`` is the padded input :func:`conv2d` took (same layout and slack), ``dy`` (N, O, OH, OW) the
-    upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw].
-    With ``mask`` (the output of a ReLU fused into the forward) dy counts only where mask > 0;
-    ``with_bias`` also returns db[o] = the sum of that dy. Each piece of the batch has its own partial sums,
-    added in piece order at the end.
-    """
-    dw, db, _ = conv2d_backward(xpad, dy, kernel_hw, dilation, mask)
-    return dw, (db if with_bias else None)
-
-
-def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
-    """dw, db and dx of a stride-1 convolution in ONE pass over the batch -> (dw, db, dx or None).
-
-    Each piece of the batch adds its weight gradient (:func:`conv2d_dw`; ``mask``: a fused ReLU's output).
+    upstream gradient: dw[o, c, i, j] = sum over n, r, q of dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw],
+    db[o] = sum of dy; with ``mask`` (the output of a ReLU fused into the forward) dy counts only where
+    mask > 0. Each piece of the batch has its own partial sums, added in piece order at the end (the same
+    numbers whichever thread ran which piece).
     With ``dx_from=(dypad, top, left, w_flipped, dx_hw)`` the piece then zero-pads its dy (masked the same
     way) into ``dypad`` (allocated by the caller, slack included) at (top, left) and convolves it with
     ``w_flipped`` (C, O, kh, kw) -> dx (N, C) + dx_hw, while that dy is still in the core's cache.

@@ -1,4 +1,4 @@
-/* convnp.accel: direct stride-1 convolution for small feature maps, vectorized over filters.
+/* convnp.accel: direct stride-1 convolution vectorized over filters (layers with a multiple of 32 filters).
  *
  * The kernels of direct_conv.c and direct_dw.c vectorize over positions of the wide padded rows, so the
  * Wp - OW padding columns of every row are computed and thrown away: on a 7x7 map with a 3x3 kernel (Wp = 9)

@@ -22,13 +22,9 @@
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define LANES 16
-#ifndef MAX_TAPS
 #define MAX_TAPS 6
-#endif
-#ifndef FB
 #define FB 4
-#endif
-#define BLOCK_BYTES (24 * 1024) /* see nb below: half of a 48 KiB L1 */
+#define BLOCK_BYTES (24 * 1024) /* half of a 48 KiB L1 */
 
 typedef int v16i __attribute__((vector_size(64)));
 
@@ -71,20 +67,25 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, lo
     }
 }
 
-#define TAPS(T) ((T) < MAX_TAPS ? (T) : MAX_TAPS)
 #define TILE(DB, TN) dw_tile(x, c_n, plane, dyw, dstride, o_n, span16, off, kk, nb, o0, t0, DB, TN, dw)
 #define TILES(DB)                                                                                                  \
-    switch (tn) {                                                                                                  \
-    case 1: TILE(DB, TAPS(1)); break;                                                                                    \
-    case 2: TILE(DB, TAPS(2)); break;                                                                                    \
-    case 3: TILE(DB, TAPS(3)); break;                                                                                    \
-    case 4: TILE(DB, TAPS(4)); break;                                                                                    \
-    case 5: TILE(DB, TAPS(5)); break;                                                                                    \
-    case 6: TILE(DB, TAPS(6)); break;                                                                                    \
-    case 7: TILE(DB, TAPS(7)); break;                                                                                    \
-    case 8: TILE(DB, TAPS(8)); break;                                                                                    \
-    default: TILE(DB, MAX_TAPS); break;                                                                                   \
+    switch (tn) { /* the tap count known to the compiler: the accumulators stay in registers */                  \
+    case 1: TILE(DB, 1); break;                                                                                    \
+    case 2: TILE(DB, 2); break;                                                                                    \
+    case 3: TILE(DB, 3); break;                                                                                    \
+    case 4: TILE(DB, 4); break;                                                                                    \
+    case 5: TILE(DB, 5); break;                                                                                    \
+    default: TILE(DB, MAX_TAPS); break;                                                                            \
     }
+
+/* samples per block: what one (filter block, channel) pass reads, FB rows of dy and a plane of x per sample,
+ * should stay in L1 while the pass runs over it */
+static long samples_per_block(long dy_floats, long plane, long n_n)
+{
+    const long per_sample = (FB * dy_floats + plane) * (long)sizeof(float);
+    const long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
+    return nb < 1 ? 1 : (nb > n_n ? n_n : nb);
+}
 
 static void dw_samples(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16,
                        const long *off, long kk, long nb, float *dw)
@@ -96,9 +97,9 @@ static void dw_samples(const float *x, long c_n, long plane, const float *dyw, l
             if (rest >= FB) {
                 TILES(FB)
             } else if (rest == 3) {
-                TILES(3 < FB ? 3 : FB)
+                TILES(3)
             } else if (rest == 2) {
-                TILES(2 < FB ? 2 : FB)
+                TILES(2)
             } else {
                 TILES(1)
             }
@@ -112,11 +113,7 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                         long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
-    /* samples per block: what one (filter block, channel) pass reads, FB rows of dy and a plane of x per
-     * sample, should stay in L1 while the pass runs over it */
-    const long per_sample = (FB * span16 + plane) * (long)sizeof(float);
-    long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
-    nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
+    const long nb = samples_per_block(span16, plane, n_n);
     const size_t dyw_bytes = ((size_t)nb * o_n * span16 * sizeof(float) + 63) / 64 * 64;
     float *dyw = aligned_alloc(64, dyw_bytes);
     if (!dyw)
@@ -160,9 +157,7 @@ void convnp_conv2d_dw_wide_s1(const float *x, long n_n, long c_n, long plane, co
                               long o_n, long oh, long wp, const long *off, long kk, float *dw, float *db)
 {
     const long span16 = (oh * wp + LANES - 1) / LANES * LANES;
-    const long per_sample = (FB * dy_plane + plane) * (long)sizeof(float);
-    long nb = BLOCK_BYTES / (per_sample > 0 ? per_sample : 1);
-    nb = nb < 1 ? 1 : (nb > n_n ? n_n : nb);
+    const long nb = samples_per_block(dy_plane, plane, n_n);
     if (db)
         for (long n = 0; n < n_n; n++)
             for (long o = 0; o < o_n; o++) {

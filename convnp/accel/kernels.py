@@ -20,7 +20,8 @@ gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv._
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv._nchw_to_gemm
 ===================  ===================================================  ==================================
 
-The other direction (im2col, zero padding) has no kernel: NumPy's slice copies were as fast or faster.
+The other direction (im2col, zero padding) has no numba kernel: for the stride-1 "wide" layout NumPy's slice
+copies were as fast or faster; float32 strided im2col and the zero padding run in C (``convnp.accel.direct``).
 Compiled on first use (a few seconds in all) and cached on disk by numba.
 """
 from __future__ import annotations

@@ -23,8 +23,6 @@ import importlib.util
 import os
 import threading
 
-import numpy as np
-
 _lock = threading.Lock()
 _state = {"controller": None, "looked": False, "active": 0}
 
@@ -107,9 +105,10 @@ def training_threads(model, x):
     """The context for a training forward of ``model`` on ``x``: :func:`kernel_threads` when the step is a
     float32 NumPy one that :func:`trains_on_kernel_threads` accepts, else nothing. The choice is kept on the
     model for :func:`backward_threads` (used by ``Sequential`` and ``ResNet``)."""
-    from .. import accel, backend
-    use = (type(x) is np.ndarray and x.dtype == np.float32 and model.training and backend.is_grad_enabled()
-           and accel.direct_enabled_for(x) and trains_on_kernel_threads(model))
+    from .. import backend
+    from . import direct_enabled_for  # (a float32 NumPy array, the C kernels built and switched on)
+    use = (model.training and backend.is_grad_enabled() and direct_enabled_for(x)
+           and trains_on_kernel_threads(model))
     model._step_on_kernel_threads = use
     return kernel_threads() if use else contextlib.nullcontext(False)
 

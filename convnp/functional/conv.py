@@ -239,27 +239,19 @@ def _wide_buffer(shape, pads, dtype, slack=0, xp=np):
     return buf[:size].reshape(n, c, hp + 1, wp)
 
 
-def _pad_wide(x, pads, mode, slack=0, mask=None):
+def _pad_wide(x, pads, mode, slack=0):
     """pad2d plus one zero row at the bottom: (N, C, Hp + 1, Wp), so every stride-1 patch run stays inside.
 
     With ``slack`` > 0 the result is a view of a 1-D buffer that has ``slack`` zeros after it (the direct
-    kernel of :mod:`convnp.accel.direct` reads past the last plane at positions it then drops). With ``mask``
-    (zeros mode only) x counts only where mask > 0 (a ReLU's backward on the way).
+    kernel of :mod:`convnp.accel.direct` reads past the last plane at positions it then drops).
     """
     xp = get_array_module(x)
-    c_path = mode == "zeros" and x.flags.c_contiguous and accel.direct_enabled_for(x)
-    if mask is not None:
-        if mode != "zeros":
-            raise ValueError("_pad_wide: a mask needs zeros padding")
-        c_path = c_path and mask.flags.c_contiguous and accel.direct_enabled_for(mask)
-        if not c_path:
-            x, mask = x * (mask > 0), None
     (t, b), (l, r) = pads
     h, w = x.shape[2:]
     hp = h + t + b
     out = _wide_buffer(x.shape, pads, x.dtype, slack, xp)
-    if c_path:
-        accel.direct.pad_planes(x, t, l, out, mask)  # one pass in C, split over the threads
+    if mode == "zeros" and x.flags.c_contiguous and accel.direct_enabled_for(x):
+        accel.direct.pad_planes(x, t, l, out)  # one pass in C, split over the threads
     elif mode == "zeros":  # zero the border only, then copy the image in
         out[:, :, :t] = 0
         out[:, :, t + h:] = 0  # bottom padding and the extra row
@@ -591,10 +583,11 @@ def _direct_dx_pads(cache):
     return (reach_h - pt, reach_h - pb), (reach_w - pl, reach_w - pr)
 
 
-def _direct_backward(dy, cache, need_dx):
-    """Backward of a convolution whose forward ran in the direct kernel (:mod:`convnp.accel.direct`).
+def _direct_backward(dy, cache, dx_pads):
+    """Backward of a convolution whose forward ran in the direct kernel (:mod:`convnp.accel.direct`); dx too
+    when ``dx_pads`` (:func:`_direct_dx_pads`) is given.
 
-    dw[o, c, i, j] = sum dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw] and db (``direct.conv2d_dw``);
+    dw[o, c, i, j] = sum dy[n, o, r, q] * xpad[n, c, r + i*dh, q + j*dw] and db (``direct.conv2d_backward``);
     dx = dy zero-padded by (k-1)*d - pad on each side, correlated with the filters flipped and transposed to
     (C, O, kh, kw): the forward kernel run backwards, no patch matrix and no col2im.
     """
@@ -602,12 +595,11 @@ def _direct_backward(dy, cache, need_dx):
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = cache.get("relu_out")  # a fused ReLU: dy counts where its output is > 0 (applied in the copies)
     dx_from = None
-    if need_dx:
-        pads = _direct_dx_pads(cache)
-        slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(pads[1]))
-        dypad = _wide_buffer(dy.shape, pads, np.float32, slack)  # (N, O, OH + pads + 1, OW + pads)
+    if dx_pads is not None:
+        slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(dx_pads[1]))
+        dypad = _wide_buffer(dy.shape, dx_pads, np.float32, slack)  # (N, O, OH + pads + 1, OW + pads)
         w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-        dx_from = (dypad, pads[0][0], pads[1][0], w_flipped, tuple(cache["x_shape"][2:]))
+        dx_from = (dypad, dx_pads[0][0], dx_pads[1][0], w_flipped, tuple(cache["x_shape"][2:]))
     dw, db, dx = accel.direct.conv2d_backward(xpad, dy, (g.kh, g.kw), (g.dh, g.dw), mask, dx_from)
     return dx, dw.astype(w.dtype, copy=False), (db if cache["has_bias"] else None)
 
@@ -625,8 +617,10 @@ def conv2d_backward(dy, cache, need_dx=True):
     if cache is None:
         raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]
-    if cache.get("direct") and DIRECT_BACKWARD and (not need_dx or _direct_dx_pads(cache) is not None):
-        return _direct_backward(dy, cache, need_dx)
+    if cache.get("direct") and DIRECT_BACKWARD:
+        dx_pads = _direct_dx_pads(cache) if need_dx else None
+        if not need_dx or dx_pads is not None:
+            return _direct_backward(dy, cache, dx_pads)
     if cache.get("relu_out") is not None:  # the fused ReLU's backward first
         dy = relu_backward(dy, y=cache["relu_out"])
     xp = get_array_module(dy)
