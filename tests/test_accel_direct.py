@@ -268,3 +268,21 @@ def test_strided_patches_match_numpy(stride, dilation):
         back_ref = C._col2im_t(np.cos(col_ref), xpad.shape, g)
     np.testing.assert_array_equal(col, col_ref)
     np.testing.assert_allclose(back, back_ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("filters", [16, 32])  # the wide-row and the filter-vectorized weight-gradient kernels
+def test_weight_gradient_out_of_memory_is_a_clear_error(filters, monkeypatch):
+    real = direct.library()
+
+    class OutOfMemory:  # the C kernels return -1 when malloc fails
+        def __getattr__(self, name):
+            if name in ("convnp_conv2d_dw_s1", "convnp_conv2d_dw_cv_s1"):
+                return lambda *args: -1
+            return getattr(real, name)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 16, 8, 8)).astype(np.float32)
+    wt = rng.standard_normal((filters, 16, 3, 3)).astype(np.float32)
+    y, cache = conv2d_forward(x, wt, padding=0)  # "valid": dW copies dy (no shared padded dy)
+    monkeypatch.setattr(direct, "library", lambda: OutOfMemory())
+    with pytest.raises(MemoryError, match="weight-gradient kernel could not allocate its buffers"):
+        conv2d_backward(y, cache)
