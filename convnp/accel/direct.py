@@ -51,14 +51,16 @@ import numpy as np
 
 from .. import workspace
 
-__all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "pad_planes", "slack",
-           "im2col", "col2im", "adam_step", "num_threads", "set_num_threads", "pieces", "run_split"]
+__all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2d_strided", "conv2d_strided_backward",
+           "pad_planes", "slack", "wide_buffer", "im2col", "col2im", "adam_step", "num_threads", "set_num_threads",
+           "pieces", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 _SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c",
-                                                              "patches.c", "adam.c"))
+                                                              "phases.c", "patches.c", "adam.c"))
 _CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
 FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
+_STORE_RELU, _STORE_ADD = 1, 2  # the forward kernels' store flags (direct_conv.c)
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
@@ -115,15 +117,19 @@ def _build():
     lib.convnp_conv2d_dw_s1.restype = ctypes.c_int
     lib.convnp_conv2d_dw_wide_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_wide_s1.restype = None
-    lib.convnp_conv2d_cv_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, ctypes.c_int, p]
-    lib.convnp_conv2d_cv_s1.restype = None
-    lib.convnp_conv2d_dw_cv_s1.argtypes = [p, i, i, i, p, p, i, i, i, i, p, i, p, p]
-    lib.convnp_conv2d_dw_cv_s1.restype = ctypes.c_int
+    lib.convnp_conv2d_cv.argtypes = [p, i, i, i, p, i, p, i, i, i, i, i, i, p, ctypes.c_int, p]
+    lib.convnp_conv2d_cv.restype = None
+    lib.convnp_conv2d_dw_cv.argtypes = [p, i, i, i, p, p, i, i, i, i, i, i, p, i, p, p]
+    lib.convnp_conv2d_dw_cv.restype = ctypes.c_int
     for name in ("convnp_im2col", "convnp_col2im"):
         getattr(lib, name).argtypes = [p] + [i] * 14 + [p]
         getattr(lib, name).restype = None
     lib.convnp_pad_planes.argtypes = [p, p, i, i, i, i, i, i, i, p]
     lib.convnp_pad_planes.restype = None
+    lib.convnp_phase_gather.argtypes = [p] + [i] * 11 + [p]
+    lib.convnp_phase_gather.restype = None
+    lib.convnp_phase_scatter.argtypes = [p] + [i] * 9 + [p]
+    lib.convnp_phase_scatter.restype = None
     lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
     lib.convnp_adam_f32.restype = None
     return lib, f"built with {compiler} at {target}"
@@ -253,26 +259,36 @@ def _tap_offsets(kernel_hw, dilation, wp):
 
 # Each operation is planned as call(start, stop, piece) over pieces of the batch, so that a layer's steps can
 # run piece by piece on one thread while that piece's data is in its core's cache (pad, then convolve).
-def _conv_plan(xpad, w, b, dilation, out_hw, relu):
-    """(y, call): y (N, O, OH, OW) float32 that call(s, e, _) fills for samples s..e-1 (see :func:`conv2d`)."""
+def _conv_plan(xpad, w, b, dilation, out_hw, relu, add=False, y=None, stride=(1, 1), offset=0):
+    """(y, call): y (N, O, OH, OW) float32 that call(s, e, _) fills for samples s..e-1 (see :func:`conv2d`);
+    with ``add`` the sums are added to what the given ``y`` holds (the ReLU, if any, then applies to the total);
+    ``offset``: each plane's origin is that many floats into it (a smaller window of a padded plane).
+    A ``stride`` other than 1 needs a multiple of 32 filters (direct_cv.c; the wide-row kernel is stride-1)."""
     n, c, hp1, wp = xpad.shape
     o, _, kh, kw = w.shape
     oh, ow = out_hw
     plane = hp1 * wp
-    y = workspace.empty((n, o, oh, ow), np.float32)
-    if _over_filters(o):
-        fn = library().convnp_conv2d_cv_s1
-        wpk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # (C, kh, kw, O)
-    else:
-        fn = library().convnp_conv2d_s1
-        wpk = _pack(w)
+    if y is None:
+        y = workspace.empty((n, o, oh, ow), np.float32)
+    flags = (_STORE_RELU if relu else 0) | (_STORE_ADD if add else 0)
     offs = _tap_offsets((kh, kw), dilation, wp)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
-    xa, ya, item = xpad.ctypes.data, y.ctypes.data, 4
+    xa, ya, item = xpad.ctypes.data + offset * 4, y.ctypes.data, 4
+    if _over_filters(o):
+        cv = library().convnp_conv2d_cv
+        wpk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # (C, kh, kw, O)
+
+        def call(s, e, _):
+            cv(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
+               *stride, None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
+        return y, call
+    assert tuple(stride) == (1, 1), "the wide-row kernel (direct_conv.c) is stride-1 only"
+    wide = library().convnp_conv2d_s1
+    wpk = _pack(w)
 
     def call(s, e, _):
-        fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
-           None if bias is None else bias.ctypes.data, int(relu), ya + s * o * oh * ow * item)
+        wide(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
+             None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
     return y, call
 
 
@@ -290,11 +306,12 @@ def _pad_plan(x, top, left, out, mask):
     return call
 
 
-def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
+def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None, stride=(1, 1)):
     """(call, finish): call(s, e, k) sums samples s..e-1 into piece k's partial dW and db; finish() adds the
     pieces in order -> (dw (O, C, kh, kw), db (O,)) (see :func:`conv2d_backward`).
     ``dy_wide=(dypad, top, left)``: read dy (masked already) from the interior of dypad, whose rows are as long
-    as xpad's, instead of copying it (the wide-row kernel only: direct_cv.c transposes dy itself)."""
+    as xpad's, instead of copying it (the wide-row kernel only: direct_cv.c transposes dy itself).
+    A ``stride`` other than 1 needs a multiple of 32 filters (direct_cv.c)."""
     lib = library()
     n, c, hp1, wp = xpad.shape
     _, o, oh, ow = dy.shape
@@ -307,7 +324,7 @@ def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
     bias_parts = np.zeros((count, o), np.float32)
     xa, da, item = xpad.ctypes.data, dy.ctypes.data, 4
     failed = []
-    copying = lib.convnp_conv2d_dw_cv_s1 if over_filters else lib.convnp_conv2d_dw_s1  # same arguments
+    assert over_filters or tuple(stride) == (1, 1), "the wide-row dW kernel (direct_dw.c) is stride-1 only"
     wide = None if over_filters else dy_wide
 
     def call(s, e, k):
@@ -320,9 +337,15 @@ def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None):
                                          bias_parts[k].ctypes.data)
             return
         at = s * o * oh * ow * item
-        if copying(xa + s * c * plane * item, e - s, c, plane, da + at,
-                   None if mask is None else mask.ctypes.data + at, o, oh, ow, wp, offs.ctypes.data, kh * kw,
-                   parts[k].ctypes.data, bias_parts[k].ctypes.data) != 0:
+        ma = None if mask is None else mask.ctypes.data + at
+        if over_filters:
+            status = lib.convnp_conv2d_dw_cv(xa + s * c * plane * item, e - s, c, plane, da + at, ma, o, oh, ow, wp,
+                                             *stride, offs.ctypes.data, kh * kw, parts[k].ctypes.data,
+                                             bias_parts[k].ctypes.data)
+        else:
+            status = lib.convnp_conv2d_dw_s1(xa + s * c * plane * item, e - s, c, plane, da + at, ma, o, oh, ow, wp,
+                                             offs.ctypes.data, kh * kw, parts[k].ctypes.data, bias_parts[k].ctypes.data)
+        if status != 0:
             failed.append(s)
 
     def finish():
@@ -382,26 +405,163 @@ def conv2d_backward(xpad, dy, kernel_hw, dilation, mask=None, dx_from=None):
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
     threads = max(1, min(num_threads(), n))
+    call, finish, dx = _backward_plan(xpad, dy, kernel_hw, dilation, mask, threads, dx_from)
+    run_split(n, call, threads)
+    dw, db = finish()
+    return dw, db, dx
+
+
+def _backward_plan(xpad, dy, kernel_hw, dilation, mask, threads, dx_from):
+    """(call, finish, dx) of :func:`conv2d_backward`: call(s, e, k) runs piece k, finish() -> (dw, db)."""
     if dx_from is None:
-        call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads)
-        dx = None
-    else:
-        dypad, top, left, w_flipped, dx_hw = dx_from
-        oh, wp = dy.shape[2], xpad.shape[3]
-        # dW can read dy straight from dypad when its rows are as long as xpad's ("same" padding) and the
-        # zeros below the last row cover the 16-float rounding of the run
-        shared = dypad.shape[3] == wp and (dypad.shape[2] - top - oh) * wp - left >= _LANES
-        dw_call, dw_finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads,
-                                      (dypad, top, left) if shared else None)
-        pad_call = _pad_plan(dy, top, left, dypad, mask)
-        dx, conv_call = _conv_plan(dypad, w_flipped, None, dilation, dx_hw, False)
+        call, finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads)
+        return call, finish, None
+    dypad, top, left, w_flipped, dx_hw = dx_from
+    oh, wp = dy.shape[2], xpad.shape[3]
+    # dW can read dy straight from dypad when its rows are as long as xpad's ("same" padding) and the
+    # zeros below the last row cover the 16-float rounding of the run
+    shared = dypad.shape[3] == wp and (dypad.shape[2] - top - oh) * wp - left >= _LANES
+    dw_call, finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, (dypad, top, left) if shared else None)
+    pad_call = _pad_plan(dy, top, left, dypad, mask)
+    dx, conv_call = _conv_plan(dypad, w_flipped, None, dilation, dx_hw, False)
+
+    def call(s, e, k):
+        pad_call(s, e, k)  # dy of this piece, masked, into dypad (dW reads it there when shared)
+        dw_call(s, e, k)
+        conv_call(s, e, k)
+    return call, finish, dx
+
+
+# ----------------------------------------------------------------------------- strided convolutions
+def wide_buffer(shape, slack_floats):
+    """An uninitialised float32 array of ``shape`` followed in memory by ``slack_floats`` zeros."""
+    size = math.prod(shape)
+    buf = workspace.empty(size + slack_floats, np.float32)
+    buf[size:] = 0
+    return buf[:size].reshape(shape)
+
+
+def _phase_taps(w, stride):
+    """[(a, b, w_ab)]: the phases (a, b) of a strided kernel with their taps w[:, :, a::sh, b::sw] (i % sh == a,
+    j % sw == b), for every phase that holds taps."""
+    (sh, sw), (kh, kw) = stride, w.shape[2:]
+    return [(a, b, w[:, :, a::sh, b::sw]) for a in range(min(sh, kh)) for b in range(min(sw, kw))]
+
+
+def conv2d_strided(x, w, b, stride, pads, out_hw, relu=False):
+    """Strided convolution of x (N, C, H, W) float32, zero-padded by ``pads`` ((top, bottom), (left, right)).
+
+    With a multiple of 32 filters the filter-vectorized kernel (direct_cv.c) reads the padded input at the
+    strided positions itself. Otherwise it is a sum of stride-1 convolutions, one per phase (``phases.c``):
+
+        y = sum over (a, b) of conv_stride1(xpad[:, :, a::sh, b::sw], w[:, :, a::sh, b::sw])
+
+    each piece of the batch gathering its phases (padding them on the way) and convolving them while they are
+    in its core's cache; the first phase stores y (with the bias), the others add to it, the last applies the
+    fused ReLU. Returns ``(y, saved)``: y (N, O, OH, OW) and what :func:`conv2d_strided_backward` needs.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    (sh, sw), ((pt, pb), (pl, pr)) = stride, pads
+    if _over_filters(o):
+        wp = wd + pl + pr
+        xpad = wide_buffer((n, c, h + pt + pb + 1, wp), slack((kh, kw), (1, 1), wp) + _PIXEL_BLOCK * sw)
+        pad_call = _pad_plan(x, pt, pl, xpad, None)
+        y, conv_call = _conv_plan(xpad, w, b, (1, 1), out_hw, relu, stride=stride)
 
         def call(s, e, k):
-            pad_call(s, e, k)  # dy of this piece, masked, into dypad (dW reads it there when shared)
-            dw_call(s, e, k)
+            pad_call(s, e, k)
             conv_call(s, e, k)
+        run_split(n, call)
+        return y, {"xpad": xpad}
+    oh, ow = out_hw
+    y = workspace.empty((n, o, oh, ow), np.float32)
+    gather = library().convnp_phase_gather
+    taps = _phase_taps(w, stride)
+    phases, calls = [], []
+    for k, (a, bb, w_ab) in enumerate(taps):
+        ka, kb = w_ab.shape[2:]
+        rows, cols = oh + ka - 1, ow + kb - 1  # the phase's input, in the wide layout (one more row)
+        x_ab = wide_buffer((n, c, rows + 1, cols), slack((ka, kb), (1, 1), cols))
+        _, conv_call = _conv_plan(x_ab, w_ab, b if k == 0 else None, (1, 1), out_hw, relu and k == len(taps) - 1,
+                                  add=k > 0, y=y)
+
+        def gather_call(s, e, _, x_ab=x_ab, a=a, bb=bb, rows=rows, cols=cols):
+            gather(x[s:].ctypes.data, (e - s) * c, h, wd, sh, sw, a - pt, bb - pl, rows, cols, rows + 1, cols,
+                   x_ab[s:].ctypes.data)
+        phases.append((a, bb, x_ab))
+        calls.append((gather_call, conv_call))
+
+    def call(s, e, k):
+        for gather_call, conv_call in calls:
+            gather_call(s, e, k)
+            conv_call(s, e, k)
+    run_split(n, call)
+    return y, {"phases": phases}
+
+
+def conv2d_strided_backward(saved, dy, w, stride, pads, x_shape, mask=None, need_dx=True):
+    """dw (O, C, kh, kw), db (O,) and dx (N, C, H, W) (None without ``need_dx``) of :func:`conv2d_strided`.
+
+    dW: the filter-vectorized kernel on the strided positions of the padded input, or each phase's stride-1 dW.
+    dx: phase (a, b) of the padded input gets dy convolved with its taps flipped, as for a stride-1
+    convolution (dy zero-padded by the phase's kernel size - 1; one padded copy of dy serves every phase),
+    written back to the phase's positions by ``phases.c``'s scatter. The phases cover disjoint positions;
+    rows and columns past the last one any tap reads get dx = 0.
+    """
+    n, c, h, wd = x_shape
+    o, _, kh, kw = w.shape
+    (sh, sw), (pt, pl) = stride, (pads[0][0], pads[1][0])
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    mask = None if mask is None else np.ascontiguousarray(mask, dtype=np.float32)
+    _, _, oh, ow = dy.shape
+    threads = max(1, min(num_threads(), n))
+    taps = _phase_taps(w, stride)
+    if "xpad" in saved:
+        call, finish = _dw_plan(saved["xpad"], dy, (kh, kw), (1, 1), mask, threads, stride=stride)
+        calls, finishes = [call], [(None, None, finish)]
+    else:
+        plans = [_dw_plan(x_ab, dy, w_ab.shape[2:], (1, 1), mask, threads)
+                 for (a, bb, x_ab), (_, _, w_ab) in zip(saved["phases"], taps)]
+        calls = [call for call, _ in plans]
+        finishes = [(a, bb, finish) for (a, bb, _), (_, finish) in zip(saved["phases"], plans)]
+    dx, keep = None, []
+    if need_dx:
+        dx = workspace.empty(x_shape, np.float32)
+        last_row, last_col = sh * (oh - 1) + kh - 1 - pt, sw * (ow - 1) + kw - 1 - pl
+        dx[:, :, last_row + 1:] = 0  # read by no tap
+        dx[:, :, :, last_col + 1:] = 0
+        top, left = taps[0][2].shape[2] - 1, taps[0][2].shape[3] - 1  # the largest phase's kernel size - 1
+        dypad = wide_buffer((n, o, oh + 2 * top + 1, ow + 2 * left), slack((top + 1, left + 1), (1, 1), ow + 2 * left))
+        calls.insert(0, _pad_plan(dy, top, left, dypad, mask))  # (dW first: the cv kernel transposes dy itself)
+        scatter = library().convnp_phase_scatter
+        for a, bb, w_ab in taps:
+            ka, kb = w_ab.shape[2:]
+            rows, cols = oh + ka - 1, ow + kb - 1
+            dx_ab, conv_call = _conv_plan(dypad, w_ab[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), None, (1, 1),
+                                          (rows, cols), False, offset=(top - ka + 1) * dypad.shape[3] + left - kb + 1)
+
+            def scatter_call(s, e, _, dx_ab=dx_ab, a=a, bb=bb, rows=rows, cols=cols):
+                scatter(dx_ab[s:].ctypes.data, (e - s) * c, rows, cols, sh, sw, a - pt, bb - pl, h, wd,
+                        dx[s:].ctypes.data)
+            calls += [conv_call, scatter_call]
+            keep.append(dx_ab)
+        keep.append(dypad)  # (the calls hold addresses, not the arrays)
+
+    def call(s, e, k):
+        for part in calls:
+            part(s, e, k)
     run_split(n, call, threads)
-    dw, db = dw_finish()
+    dw = np.zeros(w.shape, np.float32)
+    db = None
+    for a, bb, finish in finishes:
+        dw_part, db_part = finish()
+        if a is None:
+            dw = dw_part
+        else:
+            dw[:, :, a::sh, bb::sw] = dw_part
+        db = db_part if db is None else db  # (every phase sums the same dy)
     return dw, db, dx
 
 

@@ -8,7 +8,8 @@
  * q >= ow (the right border of each row) are computed too and thrown away; they may read past the plane
  * (into the next plane or the caller's slack), which changes nothing that is kept.
  *
- * With `relu` set the kernel stores max(y, 0) (a ReLU fused into the store).
+ * `flags`: STORE_RELU stores max(y, 0) (a ReLU fused into the store); STORE_ADD adds the sum to what y holds
+ * (the phases of a strided convolution, see phases.c), the ReLU then applying to the total.
  *
  * Register blocking: OB = 8 filters x PB = 48 positions of accumulators (24 AVX-512 registers); each tap
  * costs 3 vector loads of x, 8 broadcast weights and 24 FMAs (PB = 48 measured 7-22% faster than 32 on
@@ -16,12 +17,15 @@
  * wpk[ob][c][t][8] (filters padded with zeros to a multiple of 8).
  */
 #define OB 8
+#define STORE_RELU 1
+#define STORE_ADD 2
 #define PB 48
 
 static inline __attribute__((always_inline)) void
 conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, const long *off, long kk, long oh,
-            long ow, long wp, const float *bias, int relu, float *y)
+            long ow, long wp, const float *bias, int flags, float *y)
 {
+    const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
     const long span = oh * wp;
     for (long ob = 0; ob * OB < o_n; ob++) {
         for (long p0 = 0; p0 < span; p0 += PB) {
@@ -56,7 +60,7 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                     const float b = bias ? bias[o] : 0.0f;
                     float *yo = y + (o * oh + r) * ow + col;
                     for (long k = 0; k < keep; k++) {
-                        const float value = acc[q][v + k] + b;
+                        const float value = acc[q][v + k] + b + (add ? yo[k] : 0.0f);
                         yo[k] = relu && !(value > 0.0f) ? 0.0f : value;
                     }
                 }
@@ -71,17 +75,17 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL; relu: store max(y, 0). 3x3 kernels (kk = 9) get their
+/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL; flags: STORE_RELU, STORE_ADD. 3x3 kernels (kk = 9) get their
  * own copy of the loops with the tap count known to the compiler: 1.5x faster than the generic one. */
 void convnp_conv2d_s1(const float *x, long n_n, long c_n, long plane, const float *wpk, long o_n,
-                      const long *off, long kk, long oh, long ow, long wp, const float *bias, int relu, float *y)
+                      const long *off, long kk, long oh, long ow, long wp, const float *bias, int flags, float *y)
 {
     for (long n = 0; n < n_n; n++) {
         const float *xn = x + n * c_n * plane;
         float *yn = y + n * o_n * oh * ow;
         if (kk == 9)
-            conv_sample(xn, c_n, plane, wpk, o_n, off, 9, oh, ow, wp, bias, relu, yn);
+            conv_sample(xn, c_n, plane, wpk, o_n, off, 9, oh, ow, wp, bias, flags, yn);
         else
-            conv_sample(xn, c_n, plane, wpk, o_n, off, kk, oh, ow, wp, bias, relu, yn);
+            conv_sample(xn, c_n, plane, wpk, o_n, off, kk, oh, ow, wp, bias, flags, yn);
     }
 }

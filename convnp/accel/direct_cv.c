@@ -21,13 +21,15 @@
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define LANES 16
+#define STORE_RELU 1 /* flags of the forward's store, as in direct_conv.c */
+#define STORE_ADD 2
 #define OV 2 /* filter vectors per block */
 #define PP 7 /* positions per block */
 #define MAX_TAPS 9
 
 static inline __attribute__((always_inline)) void
 cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long base,
-         v16 acc[OV][PP])
+         long sw, v16 acc[OV][PP])
 {
     for (int v = 0; v < OV; v++)
         for (int p = 0; p < PP; p++)
@@ -39,7 +41,7 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
             const float *xs = xc + off[t];
             const v16 w0 = *(const v16u *)(wc + t * o_n), w1 = *(const v16u *)(wc + t * o_n + LANES);
             for (int p = 0; p < PP; p++) {
-                const float xv = xs[p];
+                const float xv = xs[p * sw];
                 acc[0][p] += w0 * xv;
                 acc[1][p] += w1 * xv;
             }
@@ -47,11 +49,13 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane) wide padded input (rows wp long, read up to PP-1 floats past a row's
- * outputs), wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow); bias may be NULL. */
-void convnp_conv2d_cv_s1(const float *x, long n_n, long c_n, long plane, const float *wv, long o_n,
-                         const long *off, long kk, long oh, long ow, long wp, const float *bias, int relu, float *y)
+/* n_n samples: x (n_n, c_n, plane) padded input (rows wp long, read up to (PP-1)*sw floats past a row's
+ * outputs), wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow); bias may be NULL; flags as in
+ * direct_conv.c. Stride (sh, sw): output (r, q) reads x at r*sh*wp + q*sw + off[t]. */
+void convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const float *wv, long o_n, const long *off,
+                      long kk, long oh, long ow, long wp, long sh, long sw, const float *bias, int flags, float *y)
 {
+    const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
     for (long n = 0; n < n_n; n++) {
         const float *xn = x + n * c_n * plane;
         float *yn = y + n * o_n * oh * ow;
@@ -59,10 +63,15 @@ void convnp_conv2d_cv_s1(const float *x, long n_n, long c_n, long plane, const f
             for (long r = 0; r < oh; r++)
                 for (long q0 = 0; q0 < ow; q0 += PP) {
                     v16 acc[OV][PP];
-                    if (kk == 9)
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, r * wp + q0, acc);
+                    const long base = r * sh * wp + q0 * sw;
+                    if (kk == 9 && sw == 1) /* the common cases with the tap count and step known to the compiler */
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, base, 1, acc);
+                    else if (sw == 1)
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, 1, acc);
+                    else if (sw == 2)
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, 2, acc);
                     else
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, r * wp + q0, acc);
+                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, sw, acc);
                     const long keep = ow - q0 < PP ? ow - q0 : PP;
                     for (int v = 0; v < OV; v++)
                         for (int l = 0; l < LANES; l++) {
@@ -70,7 +79,7 @@ void convnp_conv2d_cv_s1(const float *x, long n_n, long c_n, long plane, const f
                             const float b = bias ? bias[o] : 0.0f;
                             float *yo = yn + (o * oh + r) * ow + q0;
                             for (long p = 0; p < keep; p++) {
-                                const float value = acc[v][p][l] + b;
+                                const float value = acc[v][p][l] + b + (add ? yo[p] : 0.0f);
                                 yo[p] = relu && !(value > 0.0f) ? 0.0f : value;
                             }
                         }
@@ -106,10 +115,11 @@ cv_dw_block(const float *x, long c_n, long plane, const float *dyt, long o_n, lo
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane) wide padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL), o_n a
- * multiple of 32. ADDS into dw (c_n, kk, o_n) and db (o_n). Returns 0, or -1 when memory ran out. */
-int convnp_conv2d_dw_cv_s1(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
-                           long o_n, long oh, long ow, long wp, const long *off, long kk, float *dw, float *db)
+/* n_n samples: x (n_n, c_n, plane) padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL), o_n a
+ * multiple of 32, stride (sh, sw) as in convnp_conv2d_cv. ADDS into dw (c_n, kk, o_n) and db (o_n). Returns 0, or -1 when memory ran out. */
+int convnp_conv2d_dw_cv(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
+                        long o_n, long oh, long ow, long wp, long sh, long sw, const long *off, long kk, float *dw,
+                        float *db)
 {
     const long positions = oh * ow;
     /* samples per block: their transposed dy (2 vectors of filters) and one x plane each stay in L1 */
@@ -124,7 +134,7 @@ int convnp_conv2d_dw_cv_s1(const float *x, long n_n, long c_n, long plane, const
     }
     for (long r = 0; r < oh; r++)
         for (long q = 0; q < ow; q++)
-            pos[r * ow + q] = r * wp + q;
+            pos[r * ow + q] = r * sh * wp + q * sw;
     for (long n0 = 0; n0 < n_n; n0 += nb) {
         const long m = n_n - n0 < nb ? n_n - n0 : nb;
         for (long n = 0; n < m; n++) /* transpose (o, position) -> (position, o), masked */

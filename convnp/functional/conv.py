@@ -460,6 +460,19 @@ def _direct_ok(x, w, b, g: _Geom, groups):
             and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
 
 
+#: False keeps strided convolutions on im2col + GEMM (to compare with the phases in C)
+DIRECT_STRIDED = True
+
+
+def _direct_strided_ok(x, w, b, g: _Geom, groups, padding_mode):
+    """True when a strided convolution runs as stride-1 phases in C (``accel.direct.conv2d_strided``): float32,
+    zero padding, no dilation, one group, every phase holding taps (kernel >= stride) and at least 8 input
+    channels (dx is a convolution with C filters, in blocks of 8)."""
+    return (DIRECT_STRIDED and DIRECT_BACKWARD and (g.sh > 1 or g.sw > 1) and g.dh == g.dw == 1 and groups == 1
+            and g.kh >= g.sh and g.kw >= g.sw and padding_mode == "zeros" and x.shape[1] >= accel.direct.FILTER_BLOCK
+            and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
+
+
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                    save_cache=None, relu=False):
     """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
@@ -519,6 +532,13 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
                          pads=pads, padding_mode=padding_mode, x_shape=x.shape, padded_shape=xpad.shape,
                          wide=True, direct=True,  # backward: _direct_backward (or im2col + GEMM on xpad)
                          relu_out=y if relu else None)
+        return y, cache
+    if _direct_strided_ok(x, w, b, g, groups, padding_mode):
+        y, strided = accel.direct.conv2d_strided(x, w, b, (sh, sw), pads, (oh, ow), relu)
+        cache = None
+        if save:
+            cache = dict(col_gemm=None, strided=strided, w=w, has_bias=b is not None, geom=g, groups=groups, pads=pads,
+                         padding_mode=padding_mode, x_shape=x.shape, relu_out=y if relu else None)
         return y, cache
     # few patch rows (K < O, e.g. a first layer): per-sample GEMMs in NCHW order beat transposing y and dy
     per_sample = k < o and n * k * oh * ow * x.dtype.itemsize <= COL_CHUNK_BYTES
@@ -617,6 +637,10 @@ def conv2d_backward(dy, cache, need_dx=True):
     if cache is None:
         raise RuntimeError("conv2d_backward: no cache (the forward ran with save_cache=False or under no_grad())")
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]
+    if cache.get("strided") is not None:  # a strided convolution in C (accel.direct.conv2d_strided)
+        dw, db, dx = accel.direct.conv2d_strided_backward(cache["strided"], dy, w, (g.sh, g.sw), cache["pads"],
+                                                          cache["x_shape"], cache["relu_out"], need_dx)
+        return dx, dw.astype(w.dtype, copy=False), (db if cache["has_bias"] else None)
     if cache.get("direct") and DIRECT_BACKWARD:
         dx_pads = _direct_dx_pads(cache) if need_dx else None
         if not need_dx or dx_pads is not None:
