@@ -4,7 +4,9 @@
     python -m benchmarks.run --quick      # fewer steps and repeats
     python -m benchmarks.run --only train,infer,conv,pool,memory
 
-Contestants alternate within each repeat and the median is reported (5 repeats, 15 for the conv and pool grid). Training epochs are timed on a fixed
+Contestants take turns, each after an idle pause (so the other library's spinning threads are parked), and
+the median is reported: 5 turns of one run for training and inference; for the conv and pool grid 5 turns of
+0.1 s of warm-up calls and 3 timed calls (medians of 15). Training epochs are timed on a fixed
 number of steps (batch 100, Adam) and scaled to an epoch of 600 steps (60,000 MNIST images). Prints a table
 and one JSON line of ratios (convnp time / peer time: below 1 means convnp is faster).
 Run it on an idle machine: a timing is only meaningful as a ratio from one run.
@@ -34,14 +36,37 @@ def _median_time(fn, repeats):
     return statistics.median(times)
 
 
-def alternate(contestants: dict, repeats: int) -> dict:
-    """Time each contestant ``repeats`` times, interleaved (A B C A B C ...); return medians."""
+#: idle time before each contestant's turn: longer than the time the other library's worker threads keep
+#: spinning after its last call (OpenBLAS ~0.1 s, libgomp a few ms), so no turn starts on a busy core
+SETTLE_S = 0.2
+#: warm-up at the start of a turn (conv and pool grid): after an idle pause, convnp's calls (whose worker
+#: threads sleep between calls instead of spinning) ran up to 2x slower for ~40 ms on this VM
+WARMUP_S = 0.1
+
+
+def alternate(contestants: dict, repeats: int, calls: int = 1, warmup_s: float = 0.0) -> dict:
+    """Time each contestant in turns, interleaved (A B C A B C ...), ``repeats`` turns each; return the
+    medians of the timed calls.
+
+    A turn starts after :data:`SETTLE_S` of idle time, makes untimed calls for ``warmup_s`` seconds (at least
+    one when warmup_s > 0), then times ``calls`` calls in a row: each library is measured in its own steady
+    state, as in a training loop, not while the previous contestant's threads still spin on the cores. (Timing
+    single calls back to back, the one that came second paid for the first one's spinning threads: 1.2-2x on
+    millisecond calls.)
+    """
     times = {k: [] for k in contestants}
     for _ in range(repeats):
         for name, fn in contestants.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            time.sleep(SETTLE_S)
+            if warmup_s > 0:
+                end = time.perf_counter() + warmup_s
+                fn()
+                while time.perf_counter() < end:
+                    fn()
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -170,8 +195,7 @@ def bench_conv(repeats):
         def theirs():
             y = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
             y.backward(torch.ones_like(y))
-        ours(), theirs()
-        med = alternate({"convnp": ours, "torch": theirs}, repeats)
+        med = alternate({"convnp": ours, "torch": theirs}, repeats, calls=3, warmup_s=WARMUP_S)
         rows.append({"shape": f"x{(n, c, h, w)} {f}@{k}x{k} s{s} p{p}", **med})
     return rows
 
@@ -192,8 +216,7 @@ def bench_pool(repeats):
         def theirs():
             y = torch.nn.functional.max_pool2d(tx, k, s)
             y.backward(torch.ones_like(y))
-        ours(), theirs()
-        med = alternate({"convnp": ours, "torch": theirs}, repeats)
+        med = alternate({"convnp": ours, "torch": theirs}, repeats, calls=3, warmup_s=WARMUP_S)
         rows.append({"shape": f"x{(n, c, h, w)} pool {k}/{s}", **med})
     return rows
 
@@ -281,7 +304,7 @@ def main(argv=None):
                   f"throughput ratio {r['convnp'] / r['torch']:.2f}")
     for part, fn in (("conv", bench_conv), ("pool", bench_pool)):
         if part in parts:
-            rows = fn(3 * repeats)  # milliseconds each: more repeats make the medians steadier on a noisy machine
+            rows = fn(repeats)  # turns of 3 timed calls: medians of 15 (milliseconds each, on a noisy machine)
             results[part] = rows
             for row in rows:
                 ratio = row["convnp"] / row["torch"]
