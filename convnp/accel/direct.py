@@ -1,4 +1,4 @@
-"""Direct stride-1 convolution, forward and backward, through small C kernels compiled on first use.
+"""Direct convolution, forward and backward, through small C kernels compiled on first use.
 
 The same library holds the zero-padding copy (``pad.c``), im2col/col2im for strided convolutions
 (``patches.c``, :func:`im2col`, :func:`col2im`) and the fused Adam step (``adam.c``, :func:`adam_step`,
@@ -13,14 +13,19 @@ below the machine's peak. The kernels read each tap's contiguous run of the padd
 * ``direct_dw.c`` (:func:`conv2d_backward`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
   registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies;
 * ``direct_cv.c``: the same products vectorized over filters, for layers with a multiple of 32 filters (no
-  padding columns computed and dropped).
+  padding columns computed and dropped); it also reads strided positions (forward and dW of strided convs);
+* ``phases.c`` (:func:`conv2d_strided`): other strided convolutions as a sum of stride-1 convolutions over
+  the phases xpad[a::sh, b::sw] with the taps w[a::sh, b::sw]; the dx of every strided convolution, phase by
+  phase, written back to the phase's positions.
 
 Single-threaded on the 2-core benchmark machine: ~100 GFLOP/s forward and ~90 for dW on DeepConvNet's
 16-32-channel layers (OpenBLAS's sgemm peak there: ~150); DeepConvNet training step 85 -> 45 ms.
 
 What uses it: ``convnp.functional.conv2d_forward`` for float32 convolutions with stride 1, one group and a
 kernel larger than 1x1 (with fewer patch rows than filters, C*kh*kw < O, only when it has several threads),
-and ``conv2d_backward`` after such a forward (dx too when the padding is zeros and within the kernel's reach).
+and ``conv2d_backward`` after such a forward (dx too when the padding is zeros and within the kernel's reach);
+strided ones with zero padding, no dilation, a kernel at least as large as the stride and >= 8 input channels
+(:func:`conv2d_strided`, :func:`conv2d_strided_backward`).
 
 Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads take in turn (ctypes
 releases the GIL); a layer's pad + convolution, and its backward's dW + dy padding + dx, run piece by piece so
@@ -533,8 +538,9 @@ def conv2d_strided_backward(saved, dy, w, stride, pads, x_shape, mask=None, need
         dx[:, :, last_row + 1:] = 0  # read by no tap
         dx[:, :, :, last_col + 1:] = 0
         top, left = taps[0][2].shape[2] - 1, taps[0][2].shape[3] - 1  # the largest phase's kernel size - 1
-        dypad = wide_buffer((n, o, oh + 2 * top + 1, ow + 2 * left), slack((top + 1, left + 1), (1, 1), ow + 2 * left))
-        calls.insert(0, _pad_plan(dy, top, left, dypad, mask))  # (dW first: the cv kernel transposes dy itself)
+        dypad = wide_buffer((n, o, oh + 2 * top + 1, ow + 2 * left),
+                            slack((top + 1, left + 1), (1, 1), ow + 2 * left))
+        calls.append(_pad_plan(dy, top, left, dypad, mask))  # the piece's dy, masked, padded once for every phase
         scatter = library().convnp_phase_scatter
         for a, bb, w_ab in taps:
             ka, kb = w_ab.shape[2:]
@@ -553,15 +559,12 @@ def conv2d_strided_backward(saved, dy, w, stride, pads, x_shape, mask=None, need
         for part in calls:
             part(s, e, k)
     run_split(n, call, threads)
+    if finishes[0][0] is None:  # one dW over all taps
+        dw, db = finishes[0][2]()
+        return dw, db, dx
     dw = np.zeros(w.shape, np.float32)
-    db = None
     for a, bb, finish in finishes:
-        dw_part, db_part = finish()
-        if a is None:
-            dw = dw_part
-        else:
-            dw[:, :, a::sh, bb::sw] = dw_part
-        db = db_part if db is None else db  # (every phase sums the same dy)
+        dw[:, :, a::sh, bb::sw], db = finish()  # (every phase sums the same dy: any db will do)
     return dw, db, dx
 
 

@@ -75,8 +75,9 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL; flags: STORE_RELU, STORE_ADD. 3x3 kernels (kk = 9) get their
- * own copy of the loops with the tap count known to the compiler: 1.5x faster than the generic one. */
+/* n_n samples: x (n_n, c_n, plane), y (n_n, o_n, oh, ow); bias may be NULL; flags: STORE_RELU, STORE_ADD.
+ * 3x3 kernels (kk = 9) get their own copy of the loops with the tap count known to the compiler: 1.5x faster
+ * than the generic one. */
 void convnp_conv2d_s1(const float *x, long n_n, long c_n, long plane, const float *wpk, long o_n,
                       const long *off, long kk, long oh, long ow, long wp, const float *bias, int flags, float *y)
 {

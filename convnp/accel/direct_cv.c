@@ -1,19 +1,20 @@
-/* convnp.accel: direct stride-1 convolution vectorized over filters (layers with a multiple of 32 filters).
+/* convnp.accel: direct convolution vectorized over filters (layers with a multiple of 32 filters).
  *
  * The kernels of direct_conv.c and direct_dw.c vectorize over positions of the wide padded rows, so the
  * Wp - OW padding columns of every row are computed and thrown away: on a 7x7 map with a 3x3 kernel (Wp = 9)
  * a fifth of the work. Here the 16 lanes of a vector are 16 filters instead, and only real output
  * positions are computed:
  *
- *   forward   y[n, o, r, q] = b[o] + sum_c sum_t w[c, t, o] * x[n, c, r*wp + q + off[t]]
+ *   forward   y[n, o, r, q] = b[o] + sum_c sum_t w[c, t, o] * x[n, c, r*sh*wp + q*sw + off[t]]
  *             2 vectors of filters x 7 positions of one output row = 14 accumulators; per (c, t): 2 filter
  *             loads, 7 broadcasts of x, 14 FMAs.
- *   weights   dw[c, t, o] += sum_n sum_{r, q} dy[n, o, r, q] * x[n, c, r*wp + q + off[t]]
+ *   weights   dw[c, t, o] += sum_n sum_{r, q} dy[n, o, r, q] * x[n, c, r*sh*wp + q*sw + off[t]]
  *             dy is first transposed per sample to (position, filter) (masked by a fused ReLU's output);
  *             2 vectors of filters x up to 9 taps = 18 accumulators; per position: 2 dy loads, one
  *             broadcast of x per tap, 2 FMAs per tap. No sum across lanes: each lane is its own filter.
  *
- * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous).
+ * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous). A stride (sh, sw)
+ * only moves the positions x is broadcast from: strided convolutions need no other kernel here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -116,7 +117,8 @@ cv_dw_block(const float *x, long c_n, long plane, const float *dyt, long o_n, lo
 }
 
 /* n_n samples: x (n_n, c_n, plane) padded input, dy and mask (n_n, o_n, oh, ow) (mask may be NULL), o_n a
- * multiple of 32, stride (sh, sw) as in convnp_conv2d_cv. ADDS into dw (c_n, kk, o_n) and db (o_n). Returns 0, or -1 when memory ran out. */
+ * multiple of 32, stride (sh, sw) as in convnp_conv2d_cv. ADDS into dw (c_n, kk, o_n) and db (o_n). Returns 0,
+ * or -1 when memory ran out. */
 int convnp_conv2d_dw_cv(const float *x, long n_n, long c_n, long plane, const float *dy, const float *mask,
                         long o_n, long oh, long ow, long wp, long sh, long sw, const long *off, long kk, float *dw,
                         float *db)
