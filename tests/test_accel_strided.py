@@ -2,6 +2,7 @@
 positions, or a sum of stride-1 phases) give what the NumPy im2col + GEMM path and PyTorch give."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
 import torch
 
 from convnp import accel
@@ -157,3 +158,27 @@ def test_which_strided_convs_take_the_c_kernels():
     assert not ok(x.astype(np.float64), w.astype(np.float64))
     with accel.disabled():
         assert not ok(x, w)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5), c=st.integers(8, 12), o=st.sampled_from([3, 8, 13, 32]), h=st.integers(1, 13),
+       w=st.integers(1, 13), kh=st.integers(1, 5), kw=st.integers(1, 5), sh=st.integers(1, 4), sw=st.integers(1, 4),
+       pads=st.tuples(*[st.integers(0, 4)] * 4), relu=st.booleans(), seed=st.integers(0, 2**16))
+def test_random_strided_geometries_match_numpy(n, c, o, h, w, kh, kw, sh, sw, pads, relu, seed):
+    t, b, l, r = pads
+    assume(h + t + b >= kh and w + l + r >= kw)  # at least one output position
+    assume((sh, sw) != (1, 1))  # (stride 1: test_accel_direct.py)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((o, c, kh, kw)) / np.sqrt(c * kh * kw)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+
+    def run():
+        y, cache = conv2d_forward(x, wt, bias, stride=(sh, sw), padding=((t, b), (l, r)), relu=relu)
+        return (y,) + conv2d_backward(np.cos(y * 3 + 1), cache), cache
+    out, cache = run()
+    assert (cache.get("strided") is not None) == (kh >= sh and kw >= sw and kh * kw > 1)
+    with accel.disabled():
+        ref, _ = run()
+    for got, want in zip(out, ref):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
