@@ -26,6 +26,12 @@ Output size (rounded down, like PyTorch and Keras: a trailing partial window is 
     OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1
 
 ``conv_transpose2d`` is the input-gradient of ``conv2d`` (it reuses the same helpers).
+
+Where a C compiler is available (``convnp.accel.direct``), float32 NumPy convolutions with zero padding skip
+the patch matrix: stride 1 in the direct kernels (``_direct_ok``), and strided ones with a kernel at least as
+large as the stride and >= 8 input channels in the same kernels at strided positions or as a sum of stride-1
+phases (``_direct_strided_ok``). Everything else, and CuPy arrays, take the path described above, which stays
+the reference the kernels are tested against.
 """
 from __future__ import annotations
 
@@ -460,14 +466,16 @@ def _direct_ok(x, w, b, g: _Geom, groups):
             and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
 
 
-#: False keeps strided convolutions on im2col + GEMM (to compare with the phases in C)
+#: False keeps strided convolutions on im2col + GEMM (to compare with the C kernels)
 DIRECT_STRIDED = True
 
 
 def _direct_strided_ok(x, w, b, g: _Geom, groups, padding_mode):
-    """True when a strided convolution runs as stride-1 phases in C (``accel.direct.conv2d_strided``): float32,
-    zero padding, no dilation, one group, every phase holding taps (kernel >= stride) and at least 8 input
-    channels (dx is a convolution with C filters, in blocks of 8)."""
+    """True when a strided convolution runs in C (``accel.direct.conv2d_strided``: the filter-vectorized kernels
+    at strided positions, or a sum of stride-1 phases): float32, zero padding, no dilation, one group, every
+    phase holding taps (kernel >= stride) and at least 8 input channels (dx is a convolution with C filters, in
+    blocks of 8). Measured with 3 input channels (a first layer) it was 2x slower on 32x32 maps; ResNet-18's
+    7x7/2 stem was faster (forward 20-34 -> 14 ms at batch 8) but is left on the GEMM path with the rest."""
     return (DIRECT_STRIDED and DIRECT_BACKWARD and (g.sh > 1 or g.sw > 1) and g.dh == g.dw == 1 and groups == 1
             and g.kh >= g.sh and g.kw >= g.sw and padding_mode == "zeros" and x.shape[1] >= accel.direct.FILTER_BLOCK
             and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
