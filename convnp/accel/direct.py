@@ -279,21 +279,17 @@ def _conv_plan(xpad, w, b, dilation, out_hw, relu, add=False, y=None, stride=(1,
     offs = _tap_offsets((kh, kw), dilation, wp)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
     xa, ya, item = xpad.ctypes.data + offset * 4, y.ctypes.data, 4
-    if _over_filters(o):
-        cv = library().convnp_conv2d_cv
+    if _over_filters(o):  # direct_cv.c takes the stride after wp
+        fn, strides = library().convnp_conv2d_cv, tuple(stride)
         wpk = np.ascontiguousarray(w.transpose(1, 2, 3, 0), dtype=np.float32)  # (C, kh, kw, O)
-
-        def call(s, e, _):
-            cv(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
-               *stride, None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
-        return y, call
-    assert tuple(stride) == (1, 1), "the wide-row kernel (direct_conv.c) is stride-1 only"
-    wide = library().convnp_conv2d_s1
-    wpk = _pack(w)
+    else:
+        assert tuple(stride) == (1, 1), "the wide-row kernel (direct_conv.c) is stride-1 only"
+        fn, strides = library().convnp_conv2d_s1, ()
+        wpk = _pack(w)
 
     def call(s, e, _):
-        wide(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
-             None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
+        fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
+           *strides, None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
     return y, call
 
 
@@ -363,7 +359,7 @@ def _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, dy_wide=None, stride=
     return call, finish
 
 
-def conv2d(xpad, w, b, dilation, out_hw, relu=False, pad_from=None):
+def conv2d(xpad, w, b, dilation, out_hw, relu=False, pad_from=None, stride=(1, 1)):
     """Stride-1 convolution of a padded input -> y (N, O, OH, OW) float32 (max(y, 0) with ``relu``).
 
     ``xpad`` (N, C, Hp + 1, Wp): C-contiguous float32, followed in memory by :func:`slack` zeroed floats
@@ -371,8 +367,9 @@ def conv2d(xpad, w, b, dilation, out_hw, relu=False, pad_from=None):
     or None, ``dilation`` (dh, dw), ``out_hw`` (OH, OW) with OH = Hp - dh*(kh-1), OW = Wp - dw*(kw-1).
     ``pad_from=(x, top, left)``: xpad is only allocated (with its zeroed slack); each thread first zero-pads
     its piece of x into it (:func:`pad_planes`), then convolves that piece while it is in its cache.
+    A ``stride`` other than 1 needs a multiple of 32 filters (the filter-vectorized kernel of direct_cv.c).
     """
-    y, conv_call = _conv_plan(xpad, w, b, dilation, out_hw, relu)
+    y, conv_call = _conv_plan(xpad, w, b, dilation, out_hw, relu, stride=stride)
     if pad_from is None:
         run_split(xpad.shape[0], conv_call)
     else:
@@ -438,10 +435,11 @@ def _backward_plan(xpad, dy, kernel_hw, dilation, mask, threads, dx_from):
 
 
 # ----------------------------------------------------------------------------- strided convolutions
-def wide_buffer(shape, slack_floats):
-    """An uninitialised float32 array of ``shape`` followed in memory by ``slack_floats`` zeros."""
+def wide_buffer(shape, slack_floats, dtype=np.float32, xp=np):
+    """An uninitialised array of ``shape`` followed in memory by ``slack_floats`` zeros (a view of a 1-D
+    workspace buffer: the kernels read past the last plane at positions whose outputs they drop)."""
     size = math.prod(shape)
-    buf = workspace.empty(size + slack_floats, np.float32)
+    buf = workspace.empty(size + slack_floats, dtype, xp)
     buf[size:] = 0
     return buf[:size].reshape(shape)
 
@@ -463,7 +461,8 @@ def conv2d_strided(x, w, b, stride, pads, out_hw, relu=False):
 
     each piece of the batch gathering its phases (padding them on the way) and convolving them while they are
     in its core's cache; the first phase stores y (with the bias), the others add to it, the last applies the
-    fused ReLU. Returns ``(y, saved)``: y (N, O, OH, OW) and what :func:`conv2d_strided_backward` needs.
+    fused ReLU. Returns ``(y, saved)``: y (N, O, OH, OW) and what :func:`conv2d_strided_backward` needs (the
+    padded input, or each phase's input in the order of :func:`_phase_taps`).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, c, h, wd = x.shape
@@ -472,13 +471,7 @@ def conv2d_strided(x, w, b, stride, pads, out_hw, relu=False):
     if _over_filters(o):
         wp = wd + pl + pr
         xpad = wide_buffer((n, c, h + pt + pb + 1, wp), slack((kh, kw), (1, 1), wp) + _PIXEL_BLOCK * sw)
-        pad_call = _pad_plan(x, pt, pl, xpad, None)
-        y, conv_call = _conv_plan(xpad, w, b, (1, 1), out_hw, relu, stride=stride)
-
-        def call(s, e, k):
-            pad_call(s, e, k)
-            conv_call(s, e, k)
-        run_split(n, call)
+        y = conv2d(xpad, w, b, (1, 1), out_hw, relu, pad_from=(x, pt, pl), stride=stride)
         return y, {"xpad": xpad}
     oh, ow = out_hw
     y = workspace.empty((n, o, oh, ow), np.float32)
@@ -495,7 +488,7 @@ def conv2d_strided(x, w, b, stride, pads, out_hw, relu=False):
         def gather_call(s, e, _, x_ab=x_ab, a=a, bb=bb, rows=rows, cols=cols):
             gather(x[s:].ctypes.data, (e - s) * c, h, wd, sh, sw, a - pt, bb - pl, rows, cols, rows + 1, cols,
                    x_ab[s:].ctypes.data)
-        phases.append((a, bb, x_ab))
+        phases.append(x_ab)
         calls.append((gather_call, conv_call))
 
     def call(s, e, k):
@@ -527,10 +520,10 @@ def conv2d_strided_backward(saved, dy, w, stride, pads, x_shape, mask=None, need
         call, finish = _dw_plan(saved["xpad"], dy, (kh, kw), (1, 1), mask, threads, stride=stride)
         calls, finishes = [call], [(None, None, finish)]
     else:
-        plans = [_dw_plan(x_ab, dy, w_ab.shape[2:], (1, 1), mask, threads)
-                 for (a, bb, x_ab), (_, _, w_ab) in zip(saved["phases"], taps)]
-        calls = [call for call, _ in plans]
-        finishes = [(a, bb, finish) for (a, bb, _), (_, finish) in zip(saved["phases"], plans)]
+        plans = [(a, bb) + _dw_plan(x_ab, dy, w_ab.shape[2:], (1, 1), mask, threads)
+                 for (a, bb, w_ab), x_ab in zip(taps, saved["phases"])]
+        calls = [call for _, _, call, _ in plans]
+        finishes = [(a, bb, finish) for a, bb, _, finish in plans]
     dx, keep = None, []
     if need_dx:
         dx = workspace.empty(x_shape, np.float32)

@@ -238,11 +238,7 @@ def _wide_buffer(shape, pads, dtype, slack=0, xp=np):
     ``slack`` zeros (a view of a 1-D workspace buffer)."""
     (t, b), (l, r) = pads
     n, c, h, w = shape
-    hp, wp = h + t + b, w + l + r
-    size = n * c * (hp + 1) * wp
-    buf = workspace.empty(size + slack, dtype, xp)
-    buf[size:] = 0
-    return buf[:size].reshape(n, c, hp + 1, wp)
+    return accel.direct.wide_buffer((n, c, h + t + b + 1, w + l + r), slack, dtype, xp)
 
 
 def _pad_wide(x, pads, mode, slack=0):
