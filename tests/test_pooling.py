@@ -236,9 +236,9 @@ def test_no_grad_skips_cache():
 
 def test_errors_name_the_layer():
     x = np.zeros((1, 1, 4, 4), np.float32)
-    with pytest.raises(ValueError, match=r"MaxPool2D: strides must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"MaxPool2D: strides must be positive, got 0"):
         nn.MaxPool2D(2, strides=0)
-    with pytest.raises(ValueError, match=r"AvgPool2D: pool_size must be >= 1, got \(0, 2\)"):
+    with pytest.raises(ValueError, match=r"AvgPool2D: pool_size must be positive, got \(0, 2\)"):
         nn.AvgPool2D((0, 2))
     with pytest.raises(ValueError, match=r"MaxPool2D: pool_size must be an int or a pair of ints, got 'x'"):
         nn.MaxPool2D("x")
@@ -254,7 +254,7 @@ def test_errors_name_the_layer():
         nn.MaxPool2D(2)(np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"GlobalAvgPool2D: expected a 4-D input"):
         nn.GlobalAvgPool2D()(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2D: output_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"AdaptiveAvgPool2D: output_size must be positive, got 0"):
         nn.AdaptiveAvgPool2D(0)
     with pytest.raises(ValueError, match=r"AdaptiveAvgPool2D: expected a 4-D input"):
         nn.AdaptiveAvgPool2D(2)(np.zeros((2, 3, 4)))

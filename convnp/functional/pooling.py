@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import accel
 from ..backend import get_array_module
-from ._args import int_pair
+from ..utils.args import pair
 from ..cuda import ops as cuda_ops
 
 __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_argmax",
@@ -32,13 +32,6 @@ __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "ma
 
 
 # ----------------------------------------------------------------------------- geometry
-def _pair(value, name, where, minimum=1):
-    pair = int_pair(value, name, where)
-    if min(pair) < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value!r}")
-    return pair
-
-
 def _check_4d(x, where):
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"{where}: expected a 4-D input (N, C, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
@@ -56,8 +49,8 @@ def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2
     half the pool, or a pool larger than the padded input.
     Example: ``pool_output_shape((128, 128), 5, padding="same")[0] == (26, 26)``.
     """
-    kh, kw = _pair(pool_size, "pool_size", where)
-    sh, sw = _pair(pool_size if strides is None else strides, "strides", where)
+    kh, kw = pair(pool_size, "pool_size", where)
+    sh, sw = pair(pool_size if strides is None else strides, "strides", where)
     h, w = int(input_hw[0]), int(input_hw[1])
     same = False
     if isinstance(padding, str):
@@ -75,7 +68,7 @@ def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2
         else:
             raise ValueError(f"{where}: unknown padding {padding!r}; expected 'valid', 'same', an int or a pair (ph, pw)")
     else:
-        ph, pw = _pair(padding, "padding", where, minimum=0)
+        ph, pw = pair(padding, "padding", where, minimum=0)
         if 2 * ph > kh or 2 * pw > kw:
             raise ValueError(f"{where}: padding {(ph, pw)} must be at most half the pool size {(kh, kw)}")
         pads = ((ph, ph), (pw, pw))
@@ -338,7 +331,7 @@ def adaptive_avg_pool2d_forward(x, output_size):
         oh, ow = (h if output_size[0] is None else output_size[0]), (w if output_size[1] is None else output_size[1])
     else:
         oh = ow = output_size
-    oh, ow = _pair((oh, ow), "output_size", "adaptive_avg_pool2d")
+    oh, ow = pair((oh, ow), "output_size", "adaptive_avg_pool2d")
     xp = get_array_module(x)
     ph, pw = _adaptive_matrix(xp, h, oh, x.dtype), _adaptive_matrix(xp, w, ow, x.dtype)
     y = ph @ x @ pw.T  # (N, C, OH, W) then (N, C, OH, OW)

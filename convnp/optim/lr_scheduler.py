@@ -16,21 +16,12 @@ the step count and its settings (``state_dict()`` is a flat dict of python scala
 from __future__ import annotations
 
 import math
-import operator
 from bisect import bisect_right
+
+from ..utils.args import positive_int
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "OneCycleLR",
            "LinearWarmup", "SCHEDULERS", "get_scheduler"]
-
-
-def _positive_int(where, name, value):
-    try:
-        number = operator.index(value)  # ints and NumPy integers, not floats or bools
-    except TypeError:
-        number = None
-    if number is None or isinstance(value, bool) or number < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return number
 
 
 class LRScheduler:
@@ -127,7 +118,7 @@ class StepLR(LRScheduler):
     settings = ("step_size", "gamma")
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.step_size = positive_int(step_size, "step_size", "StepLR")
         if not float(gamma) > 0:
             raise ValueError(f"StepLR: gamma must be > 0, got {gamma!r}")
         self.gamma = float(gamma)
@@ -190,7 +181,7 @@ class CosineAnnealingLR(LRScheduler):
     settings = ("T_max", "eta_min")
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = positive_int(T_max, "T_max", "CosineAnnealingLR")
         if not float(eta_min) >= 0:
             raise ValueError(f"CosineAnnealingLR: eta_min must be >= 0, got {eta_min!r}")
         self.eta_min = float(eta_min)
@@ -237,9 +228,9 @@ class OneCycleLR(LRScheduler):
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
                 raise ValueError(f"{where}: give total_steps, or both epochs and steps_per_epoch")
-            total_steps = _positive_int(where, "epochs", epochs) * _positive_int(where, "steps_per_epoch",
-                                                                                 steps_per_epoch)
-        self.total_steps = _positive_int(where, "total_steps", total_steps)
+            total_steps = (positive_int(epochs, "epochs", where)
+                           * positive_int(steps_per_epoch, "steps_per_epoch", where))
+        self.total_steps = positive_int(total_steps, "total_steps", where)
         if not 0.0 <= float(pct_start) <= 1.0:
             raise ValueError(f"{where}: pct_start must be in [0, 1], got {pct_start!r}")
         if anneal_strategy not in ("cos", "linear"):
@@ -326,7 +317,7 @@ class LinearWarmup(LRScheduler):
 
     def __init__(self, optimizer, warmup_steps: int, after: LRScheduler | None = None, start_factor: float = 0.1,
                  last_epoch: int = -1):
-        self.warmup_steps = _positive_int("LinearWarmup", "warmup_steps", warmup_steps)
+        self.warmup_steps = positive_int(warmup_steps, "warmup_steps", "LinearWarmup")
         if not 0.0 <= float(start_factor) <= 1.0:
             raise ValueError(f"LinearWarmup: start_factor must be in [0, 1], got {start_factor!r}")
         if after is not None:

@@ -10,14 +10,11 @@ import numpy as np
 from ...functional import conv as C
 from ...functional.padding import PAD_MODES, normalize_pads
 from ...backend import make_rng
+from ...utils.args import pair, positive_int
 from .. import init as initializers
 from ..module import Module
 from ..parameter import Parameter
 from .activation import ReLU, get_activation_layer
-
-
-def _pair(value, name, where):
-    return C._pair(value, name, where)
 
 
 class Conv2D(Module):
@@ -61,14 +58,12 @@ class Conv2D(Module):
     def _setup(self, filters, kernel_size, strides, padding, dilation_rate, groups, use_bias, activation,
                padding_mode, in_channels, kernel_initializer, seed):
         name = self._name
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"{name}: filters must be a positive integer, got {filters!r}")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"{name}: groups must be a positive integer, got {groups!r}")
+        positive_int(filters, "filters", name)
+        positive_int(groups, "groups", name)
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", name)
-        self.strides = _pair(strides, "strides", name)
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", name)
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.strides = pair(strides, "strides", name)
+        self.dilation_rate = pair(dilation_rate, "dilation_rate", name)
         self.groups = int(groups)
         if isinstance(padding, str):
             if padding.lower() not in ("valid", "same"):
@@ -142,9 +137,7 @@ class DepthwiseConv2D(Conv2D):
                  use_bias: bool = True, activation=None, padding_mode: str = "zeros", in_channels: int | None = None,
                  kernel_initializer="he_normal", seed=None):
         Module.__init__(self)
-        if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, (int, np.integer)) \
-                or depth_multiplier < 1:
-            raise ValueError(f"DepthwiseConv2D: depth_multiplier must be a positive integer, got {depth_multiplier!r}")
+        positive_int(depth_multiplier, "depth_multiplier", "DepthwiseConv2D")
         self.depth_multiplier = int(depth_multiplier)
         self._setup(1, kernel_size, strides, padding, dilation_rate, 1, use_bias, activation, padding_mode,
                     in_channels, kernel_initializer, seed)
@@ -188,16 +181,14 @@ class Conv2DTranspose(Module):
                  groups: int = 1, use_bias: bool = True, activation=None, in_channels: int | None = None,
                  kernel_initializer="he_normal", seed=None):
         super().__init__()
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
-            raise ValueError(f"Conv2DTranspose: filters must be a positive integer, got {filters!r}")
-        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-            raise ValueError(f"Conv2DTranspose: groups must be a positive integer, got {groups!r}")
+        positive_int(filters, "filters", "Conv2DTranspose")
+        positive_int(groups, "groups", "Conv2DTranspose")
         if filters % groups:
             raise ValueError(f"Conv2DTranspose: filters ({filters}) must be divisible by groups ({groups})")
         self.filters = int(filters)
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2DTranspose")
-        self.strides = _pair(strides, "strides", "Conv2DTranspose")
-        self.dilation_rate = _pair(dilation_rate, "dilation_rate", "Conv2DTranspose")
+        self.kernel_size = pair(kernel_size, "kernel_size", "Conv2DTranspose")
+        self.strides = pair(strides, "strides", "Conv2DTranspose")
+        self.dilation_rate = pair(dilation_rate, "dilation_rate", "Conv2DTranspose")
         if isinstance(padding, str) and padding.lower() != "valid":
             raise ValueError(f"Conv2DTranspose: padding must be 'valid', an int, a pair or "
                              f"((top, bottom), (left, right)), got {padding!r}")

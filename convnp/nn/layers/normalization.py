@@ -5,6 +5,7 @@ import numpy as np
 
 from ...backend import get_array_module
 from ...functional import normalization as N
+from ...utils.args import positive_int
 from ..module import Module
 from ..parameter import Parameter
 
@@ -133,8 +134,7 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"LocalResponseNorm: size must be a positive integer, got {size!r}")
+        positive_int(size, "size", "LocalResponseNorm")
         if not k > 0:
             raise ValueError(f"LocalResponseNorm: k must be positive (it keeps the denominator away from 0), got {k!r}")
         if alpha < 0:

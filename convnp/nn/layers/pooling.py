@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ...functional import pooling as P
+from ...utils.args import pair
 from ..module import Module
 
 
@@ -13,14 +14,14 @@ class _Pool2D(Module):
     def __init__(self, pool_size=2, strides=None, padding="valid"):
         super().__init__()
         name = type(self).__name__
-        P._pair(pool_size, "pool_size", name)
+        pair(pool_size, "pool_size", name)
         if strides is not None:
-            P._pair(strides, "strides", name)
+            pair(strides, "strides", name)
         if isinstance(padding, str):
             if padding.lower() not in ("valid", "same"):
                 raise ValueError(f"{name}: unknown padding {padding!r}; expected 'valid', 'same', an int or a pair (ph, pw)")
         else:
-            P._pair(padding, "padding", name, minimum=0)
+            pair(padding, "padding", name, minimum=0)
         self.pool_size, self.strides, self.padding = pool_size, strides, padding
 
     def output_shape(self, input_shape):
@@ -131,9 +132,9 @@ class AdaptiveAvgPool2D(Module):
         super().__init__()
         if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
             sizes = tuple(output_size)
-            P._pair(tuple(1 if v is None else v for v in sizes), "output_size", "AdaptiveAvgPool2D")
+            pair(tuple(1 if v is None else v for v in sizes), "output_size", "AdaptiveAvgPool2D")
         else:
-            P._pair(output_size, "output_size", "AdaptiveAvgPool2D")
+            pair(output_size, "output_size", "AdaptiveAvgPool2D")
         self.output_size = output_size
 
     def output_shape(self, input_shape):
