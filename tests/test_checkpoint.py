@@ -139,7 +139,7 @@ def test_corrupt_bytes(good_file, tmp_path):
         load_checkpoint(bad)
     noise = tmp_path / "noise.npz"
     noise.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(CheckpointError, match="corrupt or truncated file"):
+    with pytest.raises(CheckpointError, match="noise.npz is not an .npz \\(zip\\) file"):
         load_checkpoint(noise)
 
 
@@ -151,7 +151,7 @@ def test_foreign_npz_and_pickled_arrays(tmp_path):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, __convnp__=np.array('{"format": "convnp", "version": 1}'),
              config=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(CheckpointError, match="corrupt or truncated file: ValueError: Object arrays cannot be loaded"):
+    with pytest.raises(CheckpointError, match="entry 'config' has dtype object .*would need pickle"):
         load_checkpoint(pickled)
 
 

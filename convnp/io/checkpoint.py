@@ -139,12 +139,14 @@ class Checkpoint:
 
     def build_model(self, device: str | None = None):
         """A new model from the stored config with the stored weights and layer RNG states (eval mode)."""
-        from ..nn.serialize import module_from_config
-        try:
-            model = module_from_config(self.config)
-        except Exception as e:
-            raise CheckpointError(f"{self.path}: cannot rebuild the model from its stored config: {e}") from None
-        build(model, self.input_shape)
+        model, self._model = getattr(self, "_model", None), None
+        if model is None:
+            from ..nn.serialize import module_from_config
+            try:
+                model = module_from_config(self.config)
+            except Exception as e:
+                raise CheckpointError(f"{self.path}: cannot rebuild the model from its stored config: {e}") from None
+            build(model, self.input_shape)
         if device is not None:
             model.to(device)
         try:
@@ -153,6 +155,16 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: stored weights do not fit the stored model: {e}") from None
         set_rng_states(model, self.state.get("rng", {}))
         return model.eval()
+
+    def _rebuild(self):
+        """The model of the stored config with built (lazy) parameters, or None when it cannot be rebuilt."""
+        from ..nn.serialize import module_from_config
+        try:
+            model = module_from_config(self.config)
+            build(model, self.input_shape)
+        except Exception:
+            return None
+        return model
 
     def __repr__(self):
         return (f"Checkpoint({self.path!r}, kind={self.meta.get('kind')}, epoch={self.epoch}, "
@@ -173,42 +185,117 @@ def build(model, input_shape) -> None:
     model.train(was_training)
 
 
+#: a text entry (config, state, metadata) larger than this is refused before it is read
+MAX_TEXT_BYTES = 64 << 20
+_TEXT_ENTRIES = (_MARKER, "config", "state", "optimizer_scalars")
+
+
+def _json_entry(path, entries, arrays, name, default=None, kind=dict):
+    if name not in entries:
+        if default is not None:
+            return default
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: no {name!r} entry")
+    try:
+        value = json.loads(str(arrays[name]))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: entry {name!r} is not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: damaged checkpoint metadata: entry {name!r} must hold a JSON object, got a JSON "
+                              f"{type(value).__name__} ({str(value)[:60]})")
+    return value
+
+
+def _check_text_entries(path, entries):
+    for name in _TEXT_ENTRIES:
+        e = entries.get(name)
+        if e is not None and (e.dtype.kind != "U" or e.shape != () or e.file_size > MAX_TEXT_BYTES):
+            raise CheckpointError(f"{path}: entry {name!r} must be a text scalar of at most {MAX_TEXT_BYTES:,} "
+                                  f"bytes, got shape {e.shape} of {e.dtype} ({e.file_size:,} bytes)")
+
+
+def _check_arrays(path, entries, model):
+    """Names, shapes and dtypes of the ``model/`` and ``optimizer/`` entries against the rebuilt ``model``,
+    from the headers only (nothing is inflated yet)."""
+    from .weights import _listing
+    own = {k: (tuple(v.shape), np.dtype(str(v.dtype))) for k, v in model.state_dict().items()}
+    stored = {k[len("model/"):]: e for k, e in entries.items() if k.startswith("model/")}
+    problems = []
+    unexpected = [k for k in stored if k not in own]
+    missing = [k for k in own if k not in stored]
+    wrong = [f"{k} (model {own[k][0]}, file {e.shape})" for k, e in stored.items() if k in own and own[k][0] != e.shape]
+    kinds = [f"{k} (model {own[k][1]}, file {e.dtype})" for k, e in stored.items()
+             if k in own and (own[k][1].kind == "f") != (e.dtype.kind == "f")]
+    for label, items in (("unexpected keys", unexpected), ("missing keys", missing), ("shape mismatches", wrong),
+                         ("dtype mismatches (integer or text data for float parameters, or the reverse)", kinds)):
+        if items:
+            problems.append(f"{len(items)} {label}: {_listing(items)}")
+    for k, e in entries.items():
+        if not k.startswith("optimizer/"):
+            continue
+        rest = k[len("optimizer/state."):] if k.startswith("optimizer/state.") else ""
+        pname = max((p for p in own if rest.startswith(p + ".")), key=len, default=None)
+        limit = int(np.prod(own[pname][0], dtype=np.int64)) if pname else 1
+        if int(np.prod(e.shape, dtype=np.int64)) > limit or e.dtype.kind not in "fiub" or e.dtype.itemsize > 8:
+            problems.append(f"optimizer entry {k[len('optimizer/'):]} has shape {e.shape} of {e.dtype}; expected at "
+                            f"most {limit} numbers" + (f" (the size of parameter {pname})" if pname else ""))
+    if problems:
+        raise CheckpointError(f"{path}: stored weights do not fit the stored model: " + "; ".join(problems))
+
+
 def load_checkpoint(path) -> Checkpoint:
-    """Read and validate a checkpoint file; a clear :class:`CheckpointError` for anything else."""
+    """Read and validate a checkpoint file; a clear :class:`CheckpointError` for anything else.
+
+    Memory stays bounded by the model's own size whatever the file holds: the entry headers are read first
+    (:mod:`convnp.io.npz_guard`), the model is rebuilt from the stored config, and names, shapes and dtypes
+    are compared with it before any array is decompressed.
+    """
+    from .npz_guard import NpzDamaged, NpzError, check_ratio, inspect_npz, read_entries
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if os.path.isdir(path):
         raise CheckpointError(f"{path} is a directory; pass a checkpoint file such as {os.path.join(path, 'best.npz')}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            names = list(archive.files)
-            if _MARKER not in names:
-                raise CheckpointError(f"{path} is an npz archive but not a convnp checkpoint (no '{_MARKER}' "
-                                      "entry); for bare weights use model.load_weights(path)")
-            data = {name: archive[name] for name in names}  # reads (and CRC-checks) every entry
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        entries = inspect_npz(path)
+        if _MARKER not in entries:
+            raise CheckpointError(f"{path} is an npz archive but not a convnp checkpoint (no '{_MARKER}' "
+                                  "entry); for bare weights use model.load_weights(path)")
+        others = [k for k in entries if k not in _TEXT_ENTRIES and not k.startswith(("model/", "optimizer/"))]
+        if others:
+            from .weights import _listing
+            raise CheckpointError(f"{path}: {len(others)} unexpected entries in the checkpoint: {_listing(others)}")
+        _check_text_entries(path, entries)
+        texts = read_entries(path, [entries[k] for k in _TEXT_ENTRIES if k in entries])
+        meta = _json_entry(path, entries, texts, _MARKER)
+        config = _json_entry(path, entries, texts, "config")
+        state = _json_entry(path, entries, texts, "state", default={})
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: unknown checkpoint format {str(meta)[:80]}")
+        if not isinstance(meta.get("version", 0), int) or meta.get("version", 0) > VERSION:
+            raise CheckpointError(f"{path} was written by a newer convnp (format version {meta.get('version')}, "
+                                  f"this one reads <= {VERSION}); upgrade convnp")
+        scalars = _json_entry(path, entries, texts, "optimizer_scalars") if "optimizer_scalars" in entries else None
+        arrays = [e for k, e in entries.items() if k not in _TEXT_ENTRIES]
+        ckpt = Checkpoint(path, meta, config, {}, None, state)
+        model = ckpt._rebuild()
+        if model is None:  # a config this convnp cannot rebuild: fall back to the compression-ratio rule
+            check_ratio(path, arrays)
+        else:
+            _check_arrays(path, entries, model)
+        data = read_entries(path, arrays)
+    except NpzError as e:
+        if not isinstance(e, NpzDamaged):
+            raise CheckpointError(str(e)) from None
+        raise CheckpointError(f"{path} is not a readable convnp checkpoint ({str(e).split(' (', 1)[-1]}") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise CheckpointError(f"{path} is not a readable convnp checkpoint (corrupt or truncated file: "
                               f"{type(e).__name__}: {e})") from None
-    try:
-        meta = json.loads(str(data[_MARKER]))
-        config = json.loads(str(data["config"]))
-        state = json.loads(str(data.get("state", np.array("{}"))))
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: damaged checkpoint metadata ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {str(meta)[:80]}")
-    if int(meta.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer convnp (format version {meta.get('version')}, "
-                              f"this one reads <= {VERSION}); upgrade convnp")
-    model_state = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
-    optimizer_state = None
-    if "optimizer_scalars" in data:
-        optimizer_state = json.loads(str(data["optimizer_scalars"]))
-        optimizer_state.update({k[len("optimizer/"):]: v for k, v in data.items() if k.startswith("optimizer/")})
-    return Checkpoint(path, meta, config, model_state, optimizer_state, state)
+    ckpt.model_state = {k[len("model/"):]: v for k, v in data.items() if k.startswith("model/")}
+    if scalars is not None:
+        scalars.update({k[len("optimizer/"):]: v for k, v in data.items() if k.startswith("optimizer/")})
+        ckpt.optimizer_state = scalars
+    ckpt._model = model
+    return ckpt
 
 
 def load(path, device: str | None = None):

@@ -29,22 +29,98 @@ def _suffix(path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def read_state_dict(path) -> "OrderedDict[str, np.ndarray]":
+def read_state_dict(path, expected=None) -> "OrderedDict[str, np.ndarray]":
     """Read a weight file into an ordered {key: NumPy array} by its suffix: .safetensors, .npz,
-    .pth/.pt/.bin/.ckpt (torch), .h5 (Keras VGG16, returned in convnp/torchvision layout)."""
+    .pth/.pt/.bin/.ckpt (torch), .h5 (Keras VGG16, returned in convnp/torchvision layout).
+
+    ``expected`` (optional ``{key: array or (shape, dtype)}``, e.g. a model's ``state_dict()``) bounds the
+    memory of an .npz: entries whose key or shape it does not list are not decompressed (a zero-stride
+    placeholder of the declared shape stands in, for the caller's error message), and integer or text data
+    for a float entry (or the reverse) is refused with the key and both dtypes.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = _suffix(path)
     if suffix == ".safetensors":
-        return _read_safetensors(path)
-    if suffix == ".npz":
-        return _read_npz(path)
-    if suffix in PTH_SUFFIXES:
-        return _read_pth(path)
-    if suffix in (".h5", ".hdf5", ".keras"):
-        return read_keras_vgg16(path)
-    raise ValueError(f"unsupported weights file {path!r}: use .safetensors, .npz, .pth/.pt or Keras .h5")
+        state = _read_safetensors(path)
+    elif suffix == ".npz":
+        state = _read_npz(path, expected)
+    elif suffix in PTH_SUFFIXES:
+        state = _read_pth(path)
+    elif suffix in (".h5", ".hdf5", ".keras"):
+        state = read_keras_vgg16(path)
+    else:
+        raise ValueError(f"unsupported weights file {path!r}: use .safetensors, .npz, .pth/.pt or Keras .h5")
+    _check_dtypes(path, state, expected)
+    return state
+
+
+def _expected_specs(expected):
+    """{key: (shape, dtype)} from a state dict or from such pairs."""
+    out = {}
+    for k, v in (expected or {}).items():
+        out[k] = (tuple(v[0]), np.dtype(v[1])) if isinstance(v, tuple) else (tuple(v.shape), np.dtype(str(v.dtype)))
+    return out
+
+
+def _check_dtypes(path, state, expected):
+    """Refuse text arrays, and integer data for float entries of ``expected`` (or the reverse): a cast
+    would load quietly wrong weights."""
+    specs = _expected_specs(expected)
+    for key, a in state.items():
+        if a.dtype.kind in "USO":
+            raise ValueError(f"{path}: entry {key!r} holds {a.dtype} data (text or objects), not numbers")
+        if key in specs and (specs[key][1].kind == "f") != (a.dtype.kind == "f"):
+            raise ValueError(f"{path}: entry {key!r} has dtype {a.dtype} but the model's {key} is {specs[key][1]}; "
+                             "refusing to cast integer and float weights into each other")
+
+
+#: the largest safetensors header read (the format's own readers use the same bound)
+MAX_ST_HEADER = 100 << 20
+
+
+def _st_header(path, n, raw, data_len):
+    """Validate a safetensors header: a JSON object of {name: {dtype, shape, data_offsets}}, each tensor's
+    byte length equal to prod(shape) x itemsize, offsets inside the data section and not overlapping."""
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a safetensors file (bad header: {e})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors file (the header is a JSON {type(header).__name__}, "
+                         "not an object of tensors)")
+    entries = []
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        where = f"{path}: tensor {key!r}"
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise ValueError(f"{where}: header entry must be an object with dtype, shape and data_offsets, "
+                             f"got {str(info)[:80]}")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype != "BF16" and dtype not in _ST_DTYPES:
+            raise ValueError(f"{where} has unsupported dtype {dtype!r} (supported: BF16, {', '.join(_ST_DTYPES)})")
+        if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+            raise ValueError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise ValueError(f"{where}: data_offsets must be [begin, end] with 0 <= begin <= end, got {offsets!r}")
+        itemsize = 2 if dtype == "BF16" else np.dtype(_ST_DTYPES[dtype]).itemsize
+        need = int(np.prod(shape, dtype=np.int64)) * itemsize
+        if offsets[1] - offsets[0] != need:
+            raise ValueError(f"{where}: shape {shape} of {dtype} needs {need:,} bytes but data_offsets {offsets} "
+                             f"span {offsets[1] - offsets[0]:,}")
+        if offsets[1] > data_len:
+            raise ValueError(f"{path}: file is truncated: tensor {key!r} needs bytes {offsets[0]}..{offsets[1]} of "
+                             f"the data section, which has {data_len}")
+        entries.append((key, dtype, shape, offsets))
+    entries.sort(key=lambda e: e[3][0])
+    for (k1, _, _, o1), (k2, _, _, o2) in zip(entries, entries[1:]):
+        if o2[0] < o1[1]:
+            raise ValueError(f"{path}: tensors {k1!r} (bytes {o1[0]}..{o1[1]}) and {k2!r} (bytes {o2[0]}..{o2[1]}) "
+                             "overlap")
+    return entries
 
 
 def _read_safetensors(path):
@@ -56,36 +132,40 @@ def _read_safetensors(path):
         (n,) = struct.unpack("<Q", head)
         if n > size - 8:
             raise ValueError(f"{path}: truncated or not a safetensors file (header of {n} bytes, file {size} bytes)")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not a safetensors file (bad header: {e})") from None
+        if n > MAX_ST_HEADER:
+            raise ValueError(f"{path}: safetensors header of {n:,} bytes is larger than {MAX_ST_HEADER:,}")
+        entries = _st_header(path, n, f.read(n), size - 8 - n)
         data = f.read()
     out = OrderedDict()
-    entries = sorted(((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0])
-    for key, info in entries:
-        begin, end = info["data_offsets"]
-        if end > len(data):
-            raise ValueError(f"{path}: file is truncated: tensor {key!r} needs bytes {begin}..{end} of the data "
-                             f"section, which has {len(data)}")
+    for key, dtype, shape, (begin, end) in entries:
         raw = data[begin:end]
-        if info["dtype"] == "BF16":  # bfloat16: the top half of a float32
+        if dtype == "BF16":  # bfloat16: the top half of a float32
             a = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        elif info["dtype"] in _ST_DTYPES:
-            a = np.frombuffer(raw, np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<"))
         else:
-            raise ValueError(f"{path}: tensor {key!r} has unsupported dtype {info['dtype']}")
-        out[key] = a.reshape(info["shape"]).astype(a.dtype.newbyteorder("="), copy=True)
+            a = np.frombuffer(raw, np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
+        out[key] = a.reshape(shape).astype(a.dtype.newbyteorder("="), copy=True)
     return out
 
 
-def _read_npz(path):
-    import zipfile
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return OrderedDict((k, np.array(z[k])) for k in z.files if not k.startswith("__"))
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: truncated or not an .npz weights file ({e})") from None
+def _read_npz(path, expected=None):
+    """Read an .npz through :mod:`convnp.io.npz_guard`: headers first; with ``expected``, only entries whose
+    (legacy-renamed) key and shape it lists are decompressed; without it, the compression-ratio rule applies."""
+    from .npz_guard import check_ratio, inspect_npz, read_entries
+    entries = {k: e for k, e in inspect_npz(path).items() if not k.startswith("__")}
+    for key, e in entries.items():
+        if e.dtype.kind in "US":
+            raise ValueError(f"{path}: entry {key!r} holds {e.dtype} data (text), not numbers")
+    if expected is None:
+        check_ratio(path, entries.values())
+        return OrderedDict(read_entries(path, entries.values()))
+    specs = _expected_specs(expected)
+    names = _rename_legacy_keys(OrderedDict((k, None) for k in entries), specs)
+    out = OrderedDict()
+    wanted = [e for (k, e) in zip(names, entries.values()) if k in specs and specs[k][0] == e.shape]
+    arrays = read_entries(path, wanted)
+    for key, e in zip(names, entries.values()):
+        out[key] = arrays[e.name] if e.name in arrays else np.broadcast_to(np.zeros((), e.dtype), e.shape)
+    return out
 
 
 def _read_pth(path):
@@ -263,7 +343,8 @@ def load_weights(model, path, strict: bool = True):
     Example: ``load_weights(models.resnet18(), "resnet18-f37072fd.pth")``.
     """
     own = model.state_dict()
-    state = _rename_legacy_keys(read_state_dict(path), own)
+    raw = read_state_dict(path, expected=own)  # bounded: only entries that fit ``own`` are inflated
+    state = _rename_legacy_keys(raw, own)
     # files saved before PyTorch 0.4.1 have no BatchNorm num_batches_tracked; PyTorch keeps its own then, and so do we
     missing = [k for k in own if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
