@@ -1,13 +1,29 @@
 """Model registry: ``@register_model("resnet18")`` on a factory function; ``get_model(name, **kwargs)``.
 
 Models built through the registry remember ``(name, kwargs)`` in ``model._factory`` so that saved
-models store a short config and ``convnp.load`` rebuilds them by name.
+models store a short config and ``convnp.load`` rebuilds them by name: each factory is also entered in
+:mod:`convnp.nn.serialize`'s factory table, which ``nn`` owns and ``models`` fills (``nn`` never imports
+``models``).
+
+Zoo model classes that are not ``nn.Sequential`` (``ResNet``) are listed with ``@model_class`` so that
+:mod:`convnp.train.model` gives them the Keras-style methods (compile, fit, predict, save, ...).
 """
 from __future__ import annotations
 
 import functools
 
+from ..nn.serialize import register_factory
+
 MODELS: dict = {}
+
+#: zoo classes that are whole models; convnp.train.model mixes its ``Model`` methods into each
+MODEL_CLASSES: list = []
+
+
+def model_class(cls):
+    """Class decorator: ``cls`` is a whole model (gets compile / fit / predict / save from convnp.train)."""
+    MODEL_CLASSES.append(cls)
+    return cls
 
 
 def register_model(name: str):
@@ -19,11 +35,12 @@ def register_model(name: str):
                 raise TypeError(f"models.{name}: pass options by keyword (got positional {args!r})")
             model = fn(**kwargs)
             # "weights" (a file loaded once at construction) is not part of the architecture
-            object.__setattr__(model, "_factory", (name, {k: v for k, v in kwargs.items() if k != "weights"}))
+            model._factory = (name, {k: v for k, v in kwargs.items() if k != "weights"})
             return model
         if name in MODELS:
             raise ValueError(f"model name {name!r} registered twice")
         MODELS[name] = factory
+        register_factory(name, factory)
         return factory
     return decorator
 

@@ -11,7 +11,7 @@ from .. import accel, nn
 from ..backend import get_array_module
 from ..nn.module import Module
 from ._zoo_utils import finish, seed_stream
-from .registry import register_model
+from .registry import model_class, register_model
 
 
 def _conv(filters, k, cin, stride=1, seed=None):
@@ -197,6 +197,7 @@ def _shortcut(cin, cout, stride, kind, seed):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck, "preact": PreActBlock}
 
 
+@model_class
 class ResNet(Module):
     """A residual network: stem, stages of blocks, global average pooling, dense classifier.
 

@@ -16,6 +16,28 @@ CONFIGS = {
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
 }
 
+#: number of 3x3 convs -> depth (VGG11 has 8 convs, VGG13 10, VGG16 13, VGG19 16)
+DEPTH_BY_CONVS = {sum(v != "M" for v in cfg): depth for depth, cfg in CONFIGS.items()}
+
+
+def conv_indices(depth: int, batch_norm: bool = False) -> list:
+    """The ``features.N`` index of every 3x3 conv of VGG{depth} in torchvision's layout.
+
+    Each conv is followed by [BatchNorm2D and] ReLU and some by a max pool, so the indices skip those:
+    ``conv_indices(16) == [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]``. Files that number convs
+    one by one (Keras's ``block{b}_conv{i}``) are renamed with it.
+    """
+    if depth not in CONFIGS:
+        raise ValueError(f"vgg: depth must be one of {sorted(CONFIGS)}, got {depth!r}")
+    indices, i = [], 0
+    for v in CONFIGS[depth]:
+        if v == "M":
+            i += 1
+        else:
+            indices.append(i)
+            i += 3 if batch_norm else 2
+    return indices
+
 
 def vgg_features(depth: int, batch_norm: bool = False, in_channels: int = 3, width: float = 1.0, seed=None):
     """The convolutional part: 3x3 convs (pad 1) each followed by [BatchNorm2D and] ReLU, 2x2 max pools.

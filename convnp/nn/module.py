@@ -1,6 +1,6 @@
 """Module: the base class of every layer and model.
 
-The layer contract (DESIGN.md):
+The layer contract (docs/architecture.md, "Where to add a new layer"):
 
 * ``y = layer.forward(x)`` caches only what backward needs (and nothing under ``convnp.no_grad()``);
 * ``dx = layer.backward(dy)`` returns the input gradient and *adds* into each ``param.grad``;
@@ -11,8 +11,16 @@ A Module registers the Parameters, sub-Modules and buffers assigned to its attri
 order, so ``state_dict()`` keys are dotted attribute paths (``features.0.weight``,
 ``layer1.0.bn1.running_mean``) exactly as in PyTorch.
 
+Buffers follow torch's rule: ``register_buffer(name, array)`` registers an array, and assigning
+``self.name = new_array`` later keeps it registered (a new shape or dtype is allowed); only assigning a
+Parameter or a Module under that name replaces the buffer.
+
 Constructor arguments are captured automatically (``Module.__new__`` binds them to ``__init__``'s
 signature), so ``get_config()`` and ``repr`` work for every subclass without boilerplate.
+
+Module knows nothing of training or files: ``compile`` / ``fit`` / ``evaluate`` / ``predict`` /
+``save`` / ``load_weights`` belong to :class:`convnp.train.model.Model`, which ``nn.Sequential`` and the
+zoo's model classes carry (docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -90,8 +98,12 @@ class Module(ForwardCache):
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a registered buffer stays registered (torch's rule)
+            return
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
+        self._non_persistent.discard(name)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -101,13 +113,19 @@ class Module(ForwardCache):
     def __delattr__(self, name):
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
+        self._non_persistent.discard(name)
         object.__delattr__(self, name)
 
     def register_buffer(self, name: str, array, persistent: bool = True) -> None:
-        """A non-trainable array saved in ``state_dict`` (e.g. BatchNorm running statistics)."""
+        """A non-trainable array saved in ``state_dict`` (e.g. BatchNorm running statistics) unless
+        ``persistent=False``. Later ``self.name = other_array`` keeps it registered, as in torch."""
+        for table in (self._parameters, self._modules):
+            table.pop(name, None)
         object.__setattr__(self, name, array)
         self._buffers[name] = True
-        if not persistent:
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: "Module") -> None:
@@ -198,7 +216,7 @@ class Module(ForwardCache):
     # ------------------------------------------------------------------ modes, device, dtype
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            m.training = bool(mode)
         return self
 
     def eval(self) -> "Module":
@@ -213,15 +231,15 @@ class Module(ForwardCache):
             for name in m._buffers:
                 value = getattr(m, name)
                 if value is not None:
-                    object.__setattr__(m, name, fn(value))
-            object.__setattr__(m, "_cache", None)
+                    setattr(m, name, fn(value))
+            m._cache = None
 
     def to(self, device) -> "Module":
         """Move parameters and buffers to 'cpu' (NumPy) or 'cuda' (CuPy), in place; returns self."""
         device = normalize_device(device)
         self._map_arrays(lambda a: to_device(a, device))
         for m in self.modules():  # layers built later (lazy shapes) move there on their first call
-            object.__setattr__(m, "_device_hint", device)
+            m._device_hint = device
         return self
 
     @property
@@ -281,12 +299,6 @@ class Module(ForwardCache):
                 self._assign(key, state[key])
         return missing, unexpected
 
-    def load_weights(self, path, strict: bool = True):
-        """Load a weight file (.safetensors, .npz, .pth with torch, Keras VGG16 .h5 with h5py) whose keys
-        match ``state_dict()``; see :func:`convnp.io.weights.load_weights`. Returns ``(missing, unexpected)``."""
-        from ..io.weights import load_weights
-        return load_weights(self, path, strict=strict)
-
     def _assign(self, dotted_key, value):
         *path, leaf = dotted_key.split(".")
         owner = self
@@ -299,7 +311,7 @@ class Module(ForwardCache):
         if isinstance(current, Parameter):
             current.data = new.copy()
         else:
-            object.__setattr__(owner, leaf, new.copy())
+            setattr(owner, leaf, new.copy())
 
     # ------------------------------------------------------------------ config and printing
     def get_config(self) -> dict:
@@ -339,37 +351,6 @@ class Module(ForwardCache):
         if print_fn is not None:
             print_fn(text)
         return text
-
-    # ------------------------------------------------------------------ Keras-style training (convnp.train)
-    def compile(self, optimizer="adam", loss="cross_entropy", metrics=("accuracy",), **optimizer_kwargs):
-        """Attach optimizer, loss and metrics for :meth:`fit`; see :func:`convnp.train.keras_api.compile`."""
-        from ..train import keras_api
-        return keras_api.compile(self, optimizer, loss, metrics, **optimizer_kwargs)
-
-    def fit(self, x, y=None, **kwargs):
-        """Train (after :meth:`compile`); returns a History. See :meth:`convnp.train.Trainer.fit`."""
-        from ..train import keras_api
-        return keras_api.fit(self, x, y, **kwargs)
-
-    def evaluate(self, x, y=None, batch_size: int = 256) -> dict:
-        """Loss and metrics on (x, y): ``{"loss": ..., "accuracy": ...}`` (after :meth:`compile`)."""
-        from ..train import keras_api
-        return keras_api.evaluate(self, x, y, batch_size=batch_size)
-
-    def predict(self, x, batch_size: int = 256):
-        """Outputs (logits) in batches, eval mode, under ``no_grad``."""
-        from ..train import keras_api
-        return keras_api.predict(self, x, batch_size=batch_size)
-
-    def predict_proba(self, x, batch_size: int = 256):
-        """Softmax of :meth:`predict`'s outputs."""
-        from ..train import keras_api
-        return keras_api.predict_proba(self, x, batch_size=batch_size)
-
-    def save(self, path, input_shape=None) -> str:
-        """Config + weights (+ optimizer state when compiled) in one npz file; reopen with ``convnp.load``."""
-        from ..train import keras_api
-        return keras_api.save(self, path, input_shape=input_shape)
 
 
 def _equal(a, b) -> bool:

@@ -1,9 +1,27 @@
-"""Models as JSON-able configs (no pickle): ``{"class": "Conv2D", "config": {...}}``, recursively."""
+"""Models as JSON-able configs (no pickle): ``{"class": "Conv2D", "config": {...}}``, recursively.
+
+Two tables rebuild modules by name: ``MODULE_REGISTRY`` (every Module subclass, filled by
+``Module.__init_subclass__``) and ``FACTORIES`` (functions ``fn(**kwargs) -> Module``, filled by
+:func:`register_factory`; the zoo registers each of its models there, so a saved ``resnet18`` is stored as
+``{"factory": "resnet18", "config": {...}}``). ``nn`` owns both tables and imports nothing above it.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from .module import MODULE_REGISTRY, Module
+
+#: factory name -> function returning a Module; filled by convnp.models.register_model
+FACTORIES: dict = {}
+
+
+def register_factory(name: str, factory) -> None:
+    """Let :func:`module_from_config` rebuild ``{"factory": name, "config": kwargs}`` as ``factory(**kwargs)``."""
+    if not callable(factory):
+        raise TypeError(f"register_factory: factory for {name!r} must be callable, got {type(factory).__name__}")
+    if name in FACTORIES and FACTORIES[name] is not factory:
+        raise ValueError(f"register_factory: a factory named {name!r} is already registered")
+    FACTORIES[name] = factory
 
 
 def _encode(value):
@@ -54,8 +72,11 @@ def module_from_config(config: dict) -> Module:
         raise ValueError(f"not a convnp module config: {str(config)[:200]}")
     kwargs = {k: _decode(v) for k, v in config["config"].items()}
     if "factory" in config:
-        from ..models import get_model
-        return get_model(config["factory"], **kwargs)
+        name = config["factory"]
+        if name not in FACTORIES:
+            raise ValueError(f"unknown model factory {name!r} in config (import the package that registers it); "
+                             f"known: {', '.join(sorted(FACTORIES))}")
+        return FACTORIES[name](**kwargs)
     name = config.get("class")
     if name not in MODULE_REGISTRY:
         raise ValueError(f"unknown layer class {name!r} in config; known: {', '.join(sorted(MODULE_REGISTRY))}")
