@@ -29,7 +29,7 @@ class _SyncMixin:
 
     def set_world(self, world) -> None:
         """Use ``world`` instead of ``get_world()`` (e.g. a sub-communicator)."""
-        object.__setattr__(self, "_world", world)
+        self._world = world
 
     def forward(self, x):
         if not self.training:
@@ -53,11 +53,11 @@ class _SyncMixin:
         y, (xc, inv_std, _, _), _ = N.batch_norm_forward(x, w, b, mean, var, training=False, eps=self.eps)
         xp = get_array_module(self.running_mean)
         tracked = self.num_batches_tracked + 1
-        object.__setattr__(self, "num_batches_tracked", xp.asarray(tracked, dtype=xp.int64))
+        self.num_batches_tracked = xp.asarray(tracked, dtype=xp.int64)
         momentum = self.momentum if self.momentum is not None else 1.0 / int(tracked)
         rm, rv = N.update_running_stats(self.running_mean, self.running_var, mean, var * (m / (m - 1)), momentum)
-        object.__setattr__(self, "running_mean", rm)
-        object.__setattr__(self, "running_var", rv)
+        self.running_mean = rm
+        self.running_var = rv
         self._save_cache(("sync", xc, inv_std, w, m))
         return y
 

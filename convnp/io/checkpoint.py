@@ -309,8 +309,7 @@ def load(path, device: str | None = None):
     ckpt = load_checkpoint(path)
     model = ckpt.build_model(device)
     compile_cfg = ckpt.state.get("compile")
-    object.__setattr__(model, "_checkpoint_info", {"path": ckpt.path, "epoch": ckpt.epoch,
-                                                   "input_shape": ckpt.input_shape, "compile": compile_cfg,
-                                                   "class_names": ckpt.state.get("class_names"),
-                                                   "dataset": ckpt.state.get("dataset")})
+    model._checkpoint_info = {"path": ckpt.path, "epoch": ckpt.epoch, "input_shape": ckpt.input_shape,
+                              "compile": compile_cfg, "class_names": ckpt.state.get("class_names"),
+                              "dataset": ckpt.state.get("dataset")}
     return model

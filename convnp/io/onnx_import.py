@@ -161,8 +161,8 @@ def _layer(node, attrs, consts, nn):
         scale, bias, mean, var = (consts[n] for n in node.input[1:5])
         layer = nn.BatchNorm2D(len(scale), eps=float(attrs.get("epsilon", 1e-5)))
         layer.weight.data, layer.bias.data = scale.astype(np.float32), bias.astype(np.float32)
-        object.__setattr__(layer, "running_mean", mean.astype(np.float32))
-        object.__setattr__(layer, "running_var", var.astype(np.float32))
+        layer.running_mean = mean.astype(np.float32)
+        layer.running_var = var.astype(np.float32)
         return layer
     if op == "LRN":
         return nn.LocalResponseNorm(int(attrs["size"]), float(attrs.get("alpha", 1e-4)),

@@ -100,8 +100,8 @@ def layers_to_model(layers, input_dim):
             def copy_bn(m=m, L=layer):
                 _set(m.weight, L.gamma, xp)
                 _set(m.bias, L.beta, xp)
-                object.__setattr__(m, "running_mean", xp.asarray(L.running_mean, dtype=dtype).copy())
-                object.__setattr__(m, "running_var", xp.asarray(L.running_var, dtype=dtype).copy())
+                m.running_mean = xp.asarray(L.running_mean, dtype=dtype).copy()
+                m.running_var = xp.asarray(L.running_var, dtype=dtype).copy()
             todo.append(copy_bn)
         else:
             raise TypeError(f"to_model: no convnp equivalent for layer {i} ({type(layer).__name__})")

@@ -32,7 +32,7 @@ class Dropout(Module):
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
         self.seed = seed
-        object.__setattr__(self, "rng", make_rng(seed))
+        self.rng = make_rng(seed)
 
     def _mask(self, x):
         """Scaled keep-mask (0 or 1/(1-rate)) in x's float dtype and array module."""

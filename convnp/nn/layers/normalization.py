@@ -54,9 +54,9 @@ class _BatchNorm(Module):
         if self.affine:
             self.weight = Parameter(np.ones(c, np.float32))
             self.bias = Parameter(np.zeros(c, np.float32))
-        object.__setattr__(self, "running_mean", np.zeros(c, np.float32))
-        object.__setattr__(self, "running_var", np.ones(c, np.float32))
-        object.__setattr__(self, "num_batches_tracked", np.array(0, np.int64))
+        self.running_mean = np.zeros(c, np.float32)
+        self.running_var = np.ones(c, np.float32)
+        self.num_batches_tracked = np.array(0, np.int64)
 
     def forward(self, x):
         self._check(x.shape)
@@ -70,11 +70,11 @@ class _BatchNorm(Module):
         if self.training:
             xp = get_array_module(self.running_mean)
             tracked = self.num_batches_tracked + 1
-            object.__setattr__(self, "num_batches_tracked", xp.asarray(tracked, dtype=xp.int64))
+            self.num_batches_tracked = xp.asarray(tracked, dtype=xp.int64)
             momentum = self.momentum if self.momentum is not None else 1.0 / int(tracked)
             rm, rv = N.update_running_stats(self.running_mean, self.running_var, mean, var, momentum)
-            object.__setattr__(self, "running_mean", rm)
-            object.__setattr__(self, "running_var", rv)
+            self.running_mean = rm
+            self.running_var = rv
         self._save_cache(cache)
         return y
 
