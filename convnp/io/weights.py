@@ -197,88 +197,10 @@ def _read_pth(path):
 
 
 # ---------------------------------------------------------------------------------------------- Keras
-def read_keras_vgg16(path) -> "OrderedDict[str, np.ndarray]":
-    """Read Keras's VGG16 weights (the .h5 that ``VGG16(weights="imagenet")`` loads, with or without the top,
-    or a whole model saved with ``model.save("x.h5")``) as a torchvision-layout vgg16 state dict.
-
-    Layers ``block{b}_conv{i}`` become ``features.{n}`` in order; ``fc1``, ``fc2``, ``predictions`` become
-    ``classifier.0/3/6``. Conv kernels go from HWIO to OIHW, dense kernels from (in, out) to (out, in),
-    and fc1's rows are reordered from Keras's channels-last flatten order (h, w, c) to the channels-first
-    order (c, h, w) of convnp's Flatten. These weights expect ``preprocess_imagenet(mode="caffe")``.
-    """
-    try:
-        import h5py
-    except ImportError:
-        raise ImportError(f"reading {path} needs h5py (pip install h5py, or pip install convnp[exchange])") from None
-    out = OrderedDict()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ValueError(f"{path}: truncated or not an HDF5 file ({e})") from None
-    with f:
-        root = f["model_weights"] if "model_weights" in f else f
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in root.attrs.get("layer_names", list(root))]
-        convs, conv_index, last_channels = [], 0, None
-        for name in names:
-            group = root[name]
-            wnames = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
-            if not wnames:
-                continue
-            kernel, bias = (np.array(group[w]) for w in wnames[:2])
-            if name.startswith("block") and kernel.ndim == 4:
-                key = f"features.{conv_index}"
-                out[key + ".weight"] = np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))  # HWIO -> OIHW
-                out[key + ".bias"] = bias
-                conv_index += 2  # conv + ReLU; _renumber_pools inserts the pools
-                last_channels = kernel.shape[3]
-                convs.append(name)
-            elif kernel.ndim == 2:
-                index = {"fc1": 0, "fc2": 3, "predictions": 6}.get(name)
-                if index is None:
-                    raise ValueError(f"{path}: unexpected dense layer {name!r} for Keras VGG16 "
-                                     "(expected fc1, fc2, predictions)")
-                if index == 0:
-                    kernel = _channels_last_rows_to_first(kernel, last_channels, path)
-                out[f"classifier.{index}.weight"] = np.ascontiguousarray(kernel.T)  # (in, out) -> (out, in)
-                out[f"classifier.{index}.bias"] = bias
-    if not convs:
-        raise ValueError(f"{path}: no Keras VGG conv layers (block1_conv1, ...) found")
-    return _renumber_pools(out)
-
-
-def _channels_last_rows_to_first(kernel, channels, path):
-    """Reorder the rows of a dense kernel that follows Flatten from (h, w, c) order to (c, h, w) order."""
-    rows = kernel.shape[0]
-    side = int(round((rows / max(channels or 1, 1)) ** 0.5))
-    if channels is None or side * side * channels != rows:
-        raise ValueError(f"{path}: fc1 has {rows} inputs, not a square map of {channels} channels")
-    k = kernel.reshape(side, side, channels, -1)                         # (h, w, c, out)
-    return k.transpose(2, 0, 1, 3).reshape(rows, -1)                      # (c*h*w, out)
-
-
-def _renumber_pools(state):
-    """Insert the max-pool positions into the features indices: VGG16's pools follow convs 2, 4, 7, 10, 13."""
-    out = OrderedDict()
-    conv_keys = [k for k in state if k.startswith("features.") and k.endswith(".weight")]
-    n_convs = len(conv_keys)
-    from ..models.vgg import CONFIGS
-    depth = {8: 11, 10: 13, 13: 16, 16: 19}.get(n_convs)
-    if depth is None:
-        raise ValueError(f"Keras VGG file has {n_convs} conv layers; expected 8, 10, 13 or 16")
-    positions, i = [], 0
-    for v in CONFIGS[depth]:
-        if v == "M":
-            i += 1
-        else:
-            positions.append(i)
-            i += 2
-    for key, value in state.items():
-        if key.startswith("features."):
-            _, n, leaf = key.split(".")
-            out[f"features.{positions[int(n) // 2]}.{leaf}"] = value
-        else:
-            out[key] = value
-    return out
+def read_keras_vgg16(path):
+    """Read a Keras VGG/ResNet50 file (see :func:`convnp.io.keras.read_keras`; kept under its old name)."""
+    from .keras import read_keras
+    return read_keras(path)
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -361,6 +283,9 @@ def load_weights(model, path, strict: bool = True):
         raise ValueError(f"{os.fspath(path)} does not fit {_model_name(model)} ({len(own)} entries; the file has "
                          f"{len(state)}): " + "; ".join(problems))
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    raw_adapt = getattr(raw, "adapt_model", None)  # Keras ResNet50 is v1: its strides move (io/keras.py)
+    if raw_adapt is not None:
+        raw_adapt(model)
     return missing, unexpected
 
 
