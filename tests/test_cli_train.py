@@ -40,12 +40,14 @@ def test_train_writes_checkpoints_logs_and_curves(trained):
 
 def test_train_prints_progress_summary_and_test_accuracy(trained):
     out = LOG["train"]
-    assert "training simple_convnet on mnist (1000 images, 433,890 parameters) for 1 epochs: adam lr 0.001" in out
+    assert "training simple_convnet on mnist (1000 images, 433,890 parameters) for 1 epoch: adam lr 0.001" in out
     assert "batch 50, schedule cosine, augment shift, seed 0" in out and "ETA" in out and "samples/s" in out
     assert "epoch 1/1  loss" in out and "val_accuracy" in out
     line = next(line for line in out.splitlines() if line.startswith("test accuracy"))
     assert float(line.split()[2].rstrip("%")) > 70.0  # 1000 images, one epoch: far above chance (10%)
-    assert str(trained / "best.npz") in out
+    assert "after 1 epoch," in out
+    for name in ("best.npz", "last.npz", "history.csv", "history.json"):  # the final lines name every file
+        assert f"wrote {trained / name}  (" in out
 
 
 def test_resume_continues_to_the_requested_epochs(trained, tmp_path, capsys):
@@ -143,7 +145,7 @@ def test_corrupt_checkpoint_and_bad_images(trained, tmp_path, capsys):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not a png")
     code, _, err = run(capsys, "predict", str(trained / "best.npz"), str(junk))
-    assert code == 1 and f"cannot read image {junk}" in err
+    assert code == 1 and f"{junk} is not a readable image" in err
     code, _, err = run(capsys, "predict", str(trained / "best.npz"), str(tmp_path / "none.png"))
     assert code == 1 and "image not found" in err
     empty = tmp_path / "empty"

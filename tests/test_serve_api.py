@@ -83,7 +83,7 @@ def test_convolution_panel_matches_signal_correlation(client):
 @pytest.mark.parametrize("data,status,words", [
     (b"", 400, "empty"),
     (b"this is not an image", 400, "not a readable image"),
-    (None, 422, "draw a digit"),          # a blank canvas
+    (None, 422, "no ink found"),          # a blank canvas
     ("huge", 413, "too large"),           # 5000 x 5000 pixels
 ])
 def test_bad_uploads_get_clear_4xx(client, data, status, words):
@@ -131,7 +131,7 @@ def test_preprocessing_inverts_dark_ink_and_handles_rgba():
     rgba[10:40, 20:30] = [1, 1, 1, 1]
     y = preprocess_upload(png_bytes(rgba, mode="RGBA"))
     assert y[0, 0, 14, 14] > 0.5
-    with pytest.raises(ImageError, match="empty"):
+    with pytest.raises(ImageError, match="no ink found"):
         preprocess_upload(png_bytes(np.zeros((10, 10))))
 
 

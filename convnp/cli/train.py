@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import accel
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+from ..data.images import IMAGE_EXTENSIONS
 
 
 def register(sub):
@@ -57,6 +57,9 @@ def register(sub):
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--subset", type=int, default=None, metavar="N", help="the first N test images only")
     p.add_argument("--report", action="store_true", help="per-class precision/recall and confusion matrix")
+    p.add_argument("--images", default=None, metavar="FOLDER",
+                   help="your own labelled images instead of a test set: FOLDER/<class>/<image files>, one "
+                        "subfolder per class, named by class index or class name (prepared like `convnp predict`)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run_evaluate)
 
@@ -166,7 +169,7 @@ def run_train(args) -> int:
     callbacks += [ModelCheckpoint(args.out), CSVLogger(os.path.join(args.out, "history.csv")),
                   JSONLogger(os.path.join(args.out, "history.json"))]
     say(f"training {args.model} on {args.dataset} ({len(x_train)} images, {model.num_parameters():,} parameters) "
-        f"for {epochs} epochs: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
+        f"for {_plural(epochs, 'epoch')}: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
         f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else "")
         + (", numba kernels" if accel.available() and args.device == "cpu" else ""))
     start = time.perf_counter()
@@ -189,11 +192,22 @@ def run_train(args) -> int:
             history.plot(png)
         except ImportError:
             png = None
-        say(f"test accuracy {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) after {trainer.epochs_done} "
-            f"epochs, {elapsed:.0f} s")
-        say(f"checkpoints: {os.path.join(args.out, 'best.npz')} (best val_accuracy), "
-            f"{os.path.join(args.out, 'last.npz')}" + (f"; curves: {png}" if png else ""))
+            say('curves.png needs matplotlib: pip install "convnp[plots]"')
+        say(f"test accuracy {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) after "
+            f"{_plural(trainer.epochs_done, 'epoch')}, {elapsed:.0f} s")
+        for path, what in _outputs(args.out, png):
+            say(f"wrote {path}  ({what})")
     return 0
+
+
+def _outputs(out, png):
+    """(path, description) of every file ``convnp train`` leaves in ``out`` (those that exist)."""
+    rows = [("best.npz", "checkpoint with the best val_accuracy"), ("last.npz", "checkpoint of the last epoch"),
+            ("history.csv", "metrics per epoch"), ("history.json", "metrics per epoch")]
+    found = [(os.path.join(out, name), what) for name, what in rows if os.path.exists(os.path.join(out, name))]
+    if png and os.path.exists(png):
+        found.append((png, "loss and accuracy curves"))
+    return found
 
 
 def _then(first, second):
@@ -208,10 +222,16 @@ def run_evaluate(args) -> int:
     from ..data import load_dataset
     from ..train import Trainer, classification_report, confusion_matrix, predict
 
+    if args.images is not None and not os.path.isdir(args.images):
+        raise FileNotFoundError(f"--images: no such folder: {args.images}")
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model(None if args.device == "cpu" else args.device)
     dataset = args.dataset or ckpt.state.get("dataset") or "mnist"
-    _, (x_test, t_test) = load_dataset(dataset, args.data_dir)
+    if args.images is not None:
+        x_test, t_test = _labelled_folder(args.images, ckpt)
+        dataset = None
+    else:
+        _, (x_test, t_test) = load_dataset(dataset, args.data_dir)
     if args.subset is not None:
         x_test, t_test = x_test[:max(1, args.subset)], t_test[:max(1, args.subset)]
     if ckpt.state.get("normalize") == "cifar10":
@@ -221,7 +241,8 @@ def run_evaluate(args) -> int:
     _check_shape(ckpt, x_test.shape[1:], dataset)
     result = Trainer(model, "sgd", "cross_entropy", ["accuracy", "top5_accuracy"]).evaluate(
         x_test, t_test, batch_size=args.batch_size)
-    print(f"{args.checkpoint} (epoch {ckpt.epoch}) on {dataset} test ({len(x_test)} images): "
+    where = f"the images in {args.images}" if dataset is None else f"{dataset} test"
+    print(f"{args.checkpoint} (epoch {ckpt.epoch}) on {where} ({_plural(len(x_test), 'image')}): "
           f"accuracy {result['accuracy'] * 100:.2f}%  top-5 {result['top5_accuracy'] * 100:.2f}%  "
           f"loss {result['loss']:.4f}")
     if args.report:
@@ -230,6 +251,32 @@ def run_evaluate(args) -> int:
         print("confusion matrix (rows: true class, columns: predicted):")
         print(confusion_matrix(logits, t_test))
     return 0
+
+
+def _labelled_folder(folder, ckpt):
+    """(x, t) from FOLDER/<class>/<images>: subfolders named by class index ("3") or class name ("cat")."""
+    names = list(ckpt.state.get("class_names") or [])
+    input_shape = ckpt.input_shape or (1, 28, 28)
+    xs, ts = [], []
+    for sub in sorted(os.listdir(folder)):
+        path = os.path.join(folder, sub)
+        if not os.path.isdir(path):
+            continue
+        if sub in names:
+            label = names.index(sub)
+        elif sub.isdigit() and (not names or int(sub) < len(names)):
+            label = int(sub)
+        else:
+            raise ValueError(f"--images: subfolder {path!r} is not a class index or one of the class names "
+                             f"{names or '0, 1, ...'}")
+        for f in sorted(os.listdir(path)):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                xs.append(load_image(os.path.join(path, f), input_shape))
+                ts.append(label)
+    if not xs:
+        raise FileNotFoundError(f"--images: no image files in class subfolders of {folder} "
+                                f"(expected FOLDER/<class>/*.png)")
+    return np.stack(xs), np.asarray(ts, np.int64)
 
 
 def _check_shape(ckpt, shape, dataset):
@@ -254,44 +301,33 @@ def _expand_images(paths):
 
 
 def load_image(path, input_shape=(1, 28, 28), invert="auto"):
-    """An image file as a (C, H, W) float32 array in [0, 1] shaped like the training data: grey (C=1) or RGB,
-    resized to H x W; with ``invert="auto"`` dark-on-light pictures (bright border) are inverted to MNIST's
-    light-on-dark look."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImportError("reading images needs Pillow: pip install convnp[images]") from None
-    c, h, w = input_shape
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            arr = np.asarray(img, np.float32) / 255.0
-    except Exception as e:
-        raise ValueError(f"cannot read image {path}: {e}") from None
-    arr = arr[None] if c == 1 else arr.transpose(2, 0, 1)
-    if c == 1 and invert != "no":
-        border = np.concatenate([arr[0, 0], arr[0, -1], arr[0, :, 0], arr[0, :, -1]]).mean()
-        if invert == "yes" or border > 0.5:
-            arr = 1.0 - arr
-    return arr
+    """An image file as a (C, H, W) float32 input for a model taking ``input_shape`` inputs.
+
+    Digit models (1x28x28) get the one digit pipeline of :mod:`convnp.data.images` (also used by ``viz``,
+    ``classify`` and the playground): alpha flattened, polarity detected, cropped to the ink, 20 px box,
+    centre of mass at the middle; a blank picture raises ``NoInkError``. Other shapes: the whole picture
+    resized, grey or RGB.
+    """
+    from ..data.images import load_model_image
+    return load_model_image(path, tuple(input_shape), invert)
 
 
 def run_predict(args) -> int:
     from ..io.checkpoint import load_checkpoint
     from ..train import predict, softmax
 
+    if not os.path.exists(args.checkpoint):  # missing files are named before the model is built
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    paths = _expand_images(args.images)
     ckpt = load_checkpoint(args.checkpoint)
     model = ckpt.build_model()
     input_shape = ckpt.input_shape or (1, 28, 28)
-    paths = _expand_images(args.images)
 
     def predict_files(files):  # this rank's share of the files -> (len(files), classes) probabilities
-        x = np.stack([load_image(p, input_shape, args.invert) for p in files])
-        if ckpt.state.get("normalize") == "cifar10":
-            from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
-            from ..data.transforms import Normalize
-            x = Normalize(CIFAR10_MEAN, CIFAR10_STD)(x)
-        return softmax(predict(model, x))
+        x, ok = _load_images(files, input_shape, args.invert)
+        probs = softmax(predict(model, _normalize_like(ckpt, x)))
+        probs[~ok] = np.nan  # unreadable or blank: reported by rank 0 below
+        return probs
 
     # under mpiexec the files are split across ranks and gathered in order on rank 0; one process: all here
     from ..distributed import sharded_map
@@ -301,11 +337,57 @@ def run_predict(args) -> int:
     probs = np.stack(gathered)
     names = ckpt.state.get("class_names") or [str(i) for i in range(probs.shape[1])]
     k = max(1, min(args.top, probs.shape[1]))
+    failed = 0
     for path, p in zip(paths, probs):
+        if np.isnan(p).any():
+            failed += 1
+            print(f"error: {_why_unreadable(path, input_shape, args.invert)}", file=sys.stderr)
+            continue
         order = np.argsort(-p)[:k]
         ranked = ", ".join(f"{names[i]} ({p[i]:.3f})" for i in order)
         print(f"{path}: {ranked}")
+    if failed:
+        if failed == len(paths):
+            raise ValueError("the image could not be classified (see above)" if len(paths) == 1 else
+                             f"none of the {len(paths):,} images could be classified (see above)")
+        print(f"convnp: {_plural(failed, 'image')} of {len(paths)} could not be classified (see above)",
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _plural(n, word):
+    """``_plural(1, "epoch") -> "1 epoch"``, ``_plural(5, "epoch") -> "5 epochs"``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _normalize_like(ckpt, x):
+    if ckpt.state.get("normalize") == "cifar10":
+        from ..data.datasets import CIFAR10_MEAN, CIFAR10_STD
+        from ..data.transforms import Normalize
+        return Normalize(CIFAR10_MEAN, CIFAR10_STD)(x)
+    return x
+
+
+def _load_images(files, input_shape, invert):
+    """(len(files), C, H, W) inputs and a mask of the files that could be read (blank/unreadable: zeros)."""
+    x = np.zeros((len(files),) + tuple(input_shape), np.float32)
+    ok = np.zeros(len(files), bool)
+    for i, path in enumerate(files):
+        try:
+            x[i] = load_image(path, input_shape, invert)
+            ok[i] = True
+        except (ValueError, OSError):
+            pass
+    return x, ok
+
+
+def _why_unreadable(path, input_shape, invert):
+    try:
+        load_image(path, input_shape, invert)
+    except (ValueError, OSError) as e:
+        return str(e)
+    return f"{path} could not be classified"
 
 
 # ---------------------------------------------------------------------------- summary

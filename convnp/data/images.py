@@ -170,8 +170,8 @@ def digit_to_mnist(image, invert: str = "auto") -> np.ndarray:
     background = float(np.median(border))
     ink = float(g.max())
     if ink - background < MIN_CONTRAST:
-        raise NoInkError(f"no ink found: the {w0}x{h0} picture is blank or uniform "
-                         f"(brightest ink {ink:.2f} on background {background:.2f}): draw or photograph a digit")
+        raise NoInkError(f"no ink found in the {w0}x{h0} picture (it is blank or all one shade, contrast "
+                         f"{ink - background:.2f}): draw or photograph a digit")
     g = np.clip((g - background) / (ink - background), 0.0, 1.0)
     g[g < NOISE_FLOOR] = 0.0
     strong = g >= CROP_LEVEL
