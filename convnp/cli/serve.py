@@ -16,7 +16,7 @@ def run(args) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise RuntimeError("convnp serve needs the web extra: pip install 'convnp[serve]'") from None
+        raise RuntimeError('convnp serve needs the web extra: pip install "convnp[serve]"') from None
     if args.checkpoint is not None and not os.path.exists(args.checkpoint):
         raise FileNotFoundError(f"no such checkpoint: {args.checkpoint}")
     from ..serve.app import create_app

@@ -20,7 +20,7 @@ def find_mpiexec() -> str:
     exe = shutil.which("mpiexec") or shutil.which("mpiexec", path=str(Path(sys.executable).parent))
     if exe is None:
         raise RuntimeError("convnp.distributed.launch: no mpiexec found on PATH or next to "
-                           f"{sys.executable}; `pip install convnp[dist]` installs mpi4py and the mpich wheel")
+                           f"{sys.executable}; `pip install \"convnp[dist]\"` installs mpi4py and the mpich wheel")
     return exe
 
 

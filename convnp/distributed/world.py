@@ -69,7 +69,7 @@ def get_world():
             except ImportError:
                 raise RuntimeError(
                     f"convnp.distributed: launched as one of {launched_world_size()} MPI ranks, but mpi4py is "
-                    f"not installed; `pip install convnp[dist]` (mpi4py and the mpich wheel)") from None
+                    f"not installed; `pip install \"convnp[dist]\"` (mpi4py and the mpich wheel)") from None
             _WORLD = MPIComm()
             if _WORLD.size > 1:
                 install_excepthook(_WORLD)

@@ -51,7 +51,7 @@ def read_keras_layers(path) -> "OrderedDict[str, list]":
     try:
         import h5py
     except ImportError:
-        raise ImportError(f"reading {path} needs h5py (pip install h5py, or pip install convnp[exchange])") from None
+        raise ImportError(f"reading {path} needs h5py (pip install \"convnp[exchange]\")") from None
     path = os.fspath(path)
     if zipfile.is_zipfile(path):
         return _read_keras_zip(path, h5py)

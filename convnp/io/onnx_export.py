@@ -159,7 +159,7 @@ def export_onnx(model, path, input_shape=(3, 224, 224), opset: int = 17):
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise ImportError("ONNX export needs the onnx package (pip install onnx, or convnp[exchange])") from None
+        raise ImportError("ONNX export needs the onnx package (pip install \"convnp[exchange]\")") from None
     was_training = model.training
     model.eval()
     dtype = next((p.dtype for p in model.parameters()), np.float32)

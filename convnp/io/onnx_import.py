@@ -181,7 +181,7 @@ def load_onnx(path) -> OnnxGraph:
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:
-        raise ImportError("ONNX import needs the onnx package (pip install onnx, or convnp[exchange])") from None
+        raise ImportError("ONNX import needs the onnx package (pip install \"convnp[exchange]\")") from None
     from .. import nn
 
     try:

@@ -146,7 +146,7 @@ def create_app(model=None, checkpoint: str | None = None, name: str | None = Non
         from fastapi.staticfiles import StaticFiles
         from starlette.concurrency import run_in_threadpool
     except ImportError as e:
-        raise RuntimeError("convnp serve needs the web extra: pip install 'convnp[serve]'") from e
+        raise RuntimeError('convnp serve needs the web extra: pip install "convnp[serve]"') from e
     if model is None:
         from .. import load
         path = checkpoint or DEFAULT_CHECKPOINT

@@ -54,14 +54,14 @@ class History:
 
     def plot(self, path=None):
         """Loss and accuracy curves (train and validation) side by side; saved to ``path`` when given.
-        Needs matplotlib (``pip install convnp[plots]``). Returns the Figure."""
+        Needs matplotlib (``pip install "convnp[plots]"``). Returns the Figure."""
         try:
             import matplotlib
             if path is not None:
                 matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
         except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install convnp[plots]") from None
+            raise ImportError("History.plot needs matplotlib: pip install \"convnp[plots]\"") from None
         metrics = [k for k in self.history if not k.startswith("val_") and k not in ("lr", "time")]
         fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(5 * max(len(metrics), 1), 3.6), squeeze=False)
         for ax, key in zip(axes[0], metrics):

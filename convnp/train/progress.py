@@ -56,7 +56,7 @@ class EpochProgress:
             raise ValueError(f"EpochProgress: mode must be auto, tqdm, plain or none, got {mode!r}")
         tqdm = _tqdm() if mode in ("auto", "tqdm") else None
         if mode == "tqdm" and tqdm is None:
-            raise ImportError("EpochProgress: mode='tqdm' needs tqdm: pip install convnp[progress]")
+            raise ImportError("EpochProgress: mode='tqdm' needs tqdm: pip install \"convnp[progress]\"")
         self.mode = mode if mode != "auto" else ("tqdm" if tqdm is not None else "plain")
         self.total = int(total)
         self.desc = desc

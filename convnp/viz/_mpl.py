@@ -19,7 +19,7 @@ def require_matplotlib():
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError as e:  # pragma: no cover - matplotlib is in the test extra
-        raise ImportError("convnp.viz needs matplotlib: pip install convnp[plots]") from e
+        raise ImportError("convnp.viz needs matplotlib: pip install \"convnp[plots]\"") from e
     return Figure
 
 
