@@ -17,5 +17,5 @@ from .io.checkpoint import load  # convnp.load(path): a checkpoint or saved mode
 functional_ = functional
 F = functional
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 __all__ = ["backend", "functional", "F", "nn", "data", "models", "train", "Model", "no_grad", "get_array_module", "to_device", "to_numpy"]

@@ -75,7 +75,7 @@ def save_checkpoint(path, model, optimizer=None, epoch: int = 0, state: dict | N
     Returns the path written. Example: ``save_checkpoint("runs/x/last.npz", model, opt, epoch=3)``.
     """
     from ..nn.serialize import module_to_config
-    from .. import __version__
+    from .._version import __version__
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"

@@ -5,15 +5,26 @@ caching) so every node knows its input shape (for "same" padding and adaptive po
 dynamic; height and width are those of ``input_shape``. Supported: Sequential, Residual, Concat, Identity,
 Conv2D, Dense, Flatten, activations, MaxPool2D, AvgPool2D, global and adaptive average pooling,
 BatchNorm2D/1D, Dropout (identity), LocalResponseNorm, and the zoo's ResNet/DenseNet blocks.
+
+Each class has one exporter in the table :data:`convnp.nn.serialize.EXPORTERS`; this file fills it for
+the layers of ``convnp.nn``, ``convnp/models/export.py`` for the zoo's blocks. An exporter is
+``fn(g, module, name, x, y, path) -> output name``: ``name`` is the input tensor, ``x`` / ``y`` the sample
+input and output (shapes for "same" padding and adaptive pooling), ``g`` the :class:`_Graph`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..backend import array_module_for, get_array_module, no_grad, to_numpy
+from .. import nn
+from ..backend import array_module_for, no_grad, to_numpy
+from ..functional import conv as C, pooling as P
+from ..nn.serialize import exporter_for, register_exporter
 
 
 class _Graph:
+    """What an exporter gets: ``node`` adds an ONNX node, ``const`` an initializer, ``emit`` writes a child
+    module (through its own exporter), ``chain`` a module's children in order, ``activation`` a fused one."""
+
     def __init__(self, helper, numpy_helper):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.inits, self.count = [], [], 0
@@ -31,6 +42,26 @@ class _Graph:
         out = self.name(hint or op)
         self.nodes.append(self.helper.make_node(op, list(inputs), [out], name=out, **attrs))
         return out
+
+    def emit(self, m, name, x, path):
+        """Add the nodes of module ``m`` applied to tensor ``name`` (sample value ``x``); return (name, sample)."""
+        fn = exporter_for(m)
+        if fn is None:
+            raise NotImplementedError(f"ONNX export: no converter for {type(m).__name__} at {path or 'the model'} "
+                                      "(register one with convnp.nn.serialize.register_exporter)")
+        y = m(x)
+        return fn(self, m, name, x, y, path), y
+
+    def chain(self, m, name, x, path):
+        """The children of ``m`` one after the other (Sequential, or any module whose forward is that chain)."""
+        cur, sample = name, x
+        for child_name, child in m.named_children():
+            cur, sample = self.emit(child, cur, sample, f"{path}.{child_name}" if path else child_name)
+        return cur
+
+    def activation(self, layer, name, path):
+        """The node of a fused activation layer (None: no node)."""
+        return _activation(self, layer, name, path)
 
 
 _ACTS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "elu": "Elu", "leaky_relu": "LeakyRelu",
@@ -52,101 +83,99 @@ def _activation(g, layer, name, path):
     return g.node(_ACTS[kind], [name], path, **attrs)
 
 
-def _emit(g, m, name, x, path):
-    """Add the nodes of module ``m`` applied to tensor ``name`` (sample value ``x``); return (name, sample)."""
-    from .. import nn
-    from ..functional import conv as C, pooling as P
-    from ..models import densenet as D, resnet as R
+# ------------------------------------------------------------------------ the layers of convnp.nn
+# (the zoo's own blocks register theirs in convnp/models/export.py)
+@register_exporter(nn.Sequential)
+def _sequential(g, m, name, x, y, path):
+    return g.chain(m, name, x, path)
 
-    y = m(x)
-    kind = type(m).__name__
-    if isinstance(m, (nn.Sequential, R.ResNet, D.DenseLayer)):  # a plain chain of children
-        cur, sample = name, x
-        for child_name, child in m.named_children():
-            cur, sample = _emit(g, child, cur, sample, f"{path}.{child_name}" if path else child_name)
-        return cur, y
-    if isinstance(m, (R.BasicBlock, R.Bottleneck)):
-        body = [c for n, c in m.named_children() if n != "downsample"][:-1]  # all but the final ReLU
-        cur, sample = name, x
-        for i, child in enumerate(body):
-            cur, sample = _emit(g, child, cur, sample, f"{path}.b{i}")
-        short = name if m.downsample is None else _emit(g, m.downsample, name, x, path + ".downsample")[0]
-        return g.node("Relu", [g.node("Add", [cur, short], path + ".add")], path + ".relu"), y
-    if isinstance(m, R.PreActBlock):
-        a, sa = _emit(g, m.relu1, _emit(g, m.bn1, name, x, path + ".bn1")[0], m.bn1(x), path + ".relu1")
-        short = name if m.downsample is None else _emit(g, m.downsample, a, sa, path + ".downsample")[0]
-        cur, sample = a, sa
-        for child in (m.conv1, m.bn2, m.relu2, m.conv2):
-            cur, sample = _emit(g, child, cur, sample, path)
-        return g.node("Add", [cur, short], path + ".add"), y
-    if isinstance(m, R.ZeroPadShortcut):
-        s = m.strides
-        sub = g.node("Slice", [name, g.const(np.array([0, 0], np.int64), "starts"),
-                               g.const(np.array([2 ** 62, 2 ** 62], np.int64), "ends"),
-                               g.const(np.array([2, 3], np.int64), "axes"), g.const(np.array([s, s], np.int64), "steps")],
-                     path + ".slice")
-        pads = np.array([0, 0, 0, 0, 0, m.out_channels - m.in_channels, 0, 0], np.int64)
-        return g.node("Pad", [sub, g.const(pads, "pads")], path + ".pad", mode="constant"), y
-    if isinstance(m, D.DenseBlock):
-        cur, sample = name, x
-        for child_name, child in m.named_children():
-            new, new_sample = _emit(g, child, cur, sample, f"{path}.{child_name}")
-            cur = g.node("Concat", [cur, new], path + ".concat", axis=1)
-            sample = get_array_module(sample).concatenate([sample, new_sample], axis=1)
-        return cur, y
-    if isinstance(m, nn.Residual):
-        body = _emit(g, m.body, name, x, path + ".body")[0]
-        short = _emit(g, m.shortcut, name, x, path + ".shortcut")[0]
-        return _activation(g, m.activation, g.node("Add", [body, short], path + ".add"), path), y
-    if isinstance(m, nn.Concat):
-        outs = [_emit(g, b, name, x, f"{path}.{i}")[0] for i, b in enumerate(m.children())]
-        return g.node("Concat", outs, path, axis=int(m.axis)), y
-    if isinstance(m, (nn.Identity, nn.Dropout)):
-        return g.node("Identity", [name], path), y
-    if isinstance(m, nn.Conv2D):  # (DepthwiseConv2D too: a grouped Conv)
-        if m.padding_mode != "zeros":
-            raise NotImplementedError(f"ONNX export: {path} uses padding_mode={m.padding_mode!r}; only zeros")
-        _, ((t, b), (l, r)) = C.conv2d_output_shape(x.shape, m.kernel_size, m.strides, m.padding, m.dilation_rate)
-        inputs = [name, g.const(to_numpy(m.weight.data).astype(np.float32), path + ".weight")]
-        if m.bias is not None:
-            inputs.append(g.const(to_numpy(m.bias.data).astype(np.float32), path + ".bias"))
-        out = g.node("Conv", inputs, path, kernel_shape=list(m.kernel_size), strides=list(m.strides),
-                     dilations=list(m.dilation_rate), pads=[t, l, b, r], group=m.groups)
-        return _activation(g, m.act, out, path), y
-    if isinstance(m, nn.Dense):
-        inputs = [name, g.const(to_numpy(m.weight.data).astype(np.float32), path + ".weight")]
-        if m.bias is not None:
-            inputs.append(g.const(to_numpy(m.bias.data).astype(np.float32), path + ".bias"))
-        return _activation(g, m.act, g.node("Gemm", inputs, path, transB=1), path), y
-    if isinstance(m, nn.Flatten):
-        return g.node("Flatten", [name], path, axis=1), y
-    if isinstance(m, nn.Activation):
-        return _activation(g, m, name, path), y
-    if isinstance(m, (nn.MaxPool2D, nn.AvgPool2D)):
-        _, ((t, b), (l, r)), k, s, same = P.pool_output_shape(x.shape[2:], m.pool_size, m.strides, m.padding)
-        attrs = dict(kernel_shape=list(k), strides=list(s), pads=[t, l, b, r])
-        if isinstance(m, nn.AvgPool2D):
-            attrs["count_include_pad"] = 0 if same else 1
-        return g.node("MaxPool" if isinstance(m, nn.MaxPool2D) else "AveragePool", [name], path, **attrs), y
-    if isinstance(m, (nn.GlobalAvgPool2D, nn.GlobalMaxPool2D)):
-        out = g.node("GlobalAveragePool" if isinstance(m, nn.GlobalAvgPool2D) else "GlobalMaxPool", [name], path)
-        return (out if m.keepdims else g.node("Flatten", [out], path + ".flatten", axis=1)), y
-    if isinstance(m, nn.AdaptiveAvgPool2D):  # y = Ph @ x @ Pw.T with PyTorch's windows, as convnp computes it
-        oh, ow = y.shape[2:]
-        ph, pw = (P._adaptive_matrix(np, size, out, np.float32) for size, out in ((x.shape[2], oh), (x.shape[3], ow)))
-        t = g.node("MatMul", [name, g.const(np.ascontiguousarray(pw.T), path + ".pw")], path + ".w")
-        return g.node("MatMul", [g.const(ph, path + ".ph"), t], path + ".h"), y
-    if isinstance(m, (nn.BatchNorm2D, nn.BatchNorm1D)):
-        c = m.num_features
-        scale = to_numpy(m.weight.data) if m.weight is not None else np.ones(c)
-        shift = to_numpy(m.bias.data) if m.bias is not None else np.zeros(c)
-        inputs = [name] + [g.const(np.asarray(a, np.float32), path + "." + n) for a, n in
-                           ((scale, "weight"), (shift, "bias"), (to_numpy(m.running_mean), "mean"),
-                            (to_numpy(m.running_var), "var"))]
-        return g.node("BatchNormalization", inputs, path, epsilon=float(m.eps)), y
-    if isinstance(m, nn.LocalResponseNorm):
-        return g.node("LRN", [name], path, size=m.size, alpha=m.alpha, beta=m.beta, bias=m.k), y
-    raise NotImplementedError(f"ONNX export: no converter for {kind} at {path or 'the model'}")
+
+@register_exporter(nn.Residual)
+def _residual(g, m, name, x, y, path):
+    body = g.emit(m.body, name, x, path + ".body")[0]
+    short = g.emit(m.shortcut, name, x, path + ".shortcut")[0]
+    return _activation(g, m.activation, g.node("Add", [body, short], path + ".add"), path)
+
+
+@register_exporter(nn.Concat)
+def _concat(g, m, name, x, y, path):
+    outs = [g.emit(b, name, x, f"{path}.{i}")[0] for i, b in enumerate(m.children())]
+    return g.node("Concat", outs, path, axis=int(m.axis))
+
+
+@register_exporter(nn.Identity, nn.Dropout)
+def _identity(g, m, name, x, y, path):
+    return g.node("Identity", [name], path)
+
+
+@register_exporter(nn.Conv2D)  # (DepthwiseConv2D too: a grouped Conv)
+def _conv(g, m, name, x, y, path):
+    if m.padding_mode != "zeros":
+        raise NotImplementedError(f"ONNX export: {path} uses padding_mode={m.padding_mode!r}; only zeros")
+    _, ((t, b), (l, r)) = C.conv2d_output_shape(x.shape, m.kernel_size, m.strides, m.padding, m.dilation_rate)
+    inputs = [name, g.const(to_numpy(m.weight.data).astype(np.float32), path + ".weight")]
+    if m.bias is not None:
+        inputs.append(g.const(to_numpy(m.bias.data).astype(np.float32), path + ".bias"))
+    out = g.node("Conv", inputs, path, kernel_shape=list(m.kernel_size), strides=list(m.strides),
+                 dilations=list(m.dilation_rate), pads=[t, l, b, r], group=m.groups)
+    return _activation(g, m.act, out, path)
+
+
+@register_exporter(nn.Dense)
+def _dense(g, m, name, x, y, path):
+    inputs = [name, g.const(to_numpy(m.weight.data).astype(np.float32), path + ".weight")]
+    if m.bias is not None:
+        inputs.append(g.const(to_numpy(m.bias.data).astype(np.float32), path + ".bias"))
+    return _activation(g, m.act, g.node("Gemm", inputs, path, transB=1), path)
+
+
+@register_exporter(nn.Flatten)
+def _flatten(g, m, name, x, y, path):
+    return g.node("Flatten", [name], path, axis=1)
+
+
+@register_exporter(nn.Activation)
+def _activation_layer(g, m, name, x, y, path):
+    return _activation(g, m, name, path)
+
+
+@register_exporter(nn.MaxPool2D, nn.AvgPool2D)
+def _pool(g, m, name, x, y, path):
+    _, ((t, b), (l, r)), k, s, same = P.pool_output_shape(x.shape[2:], m.pool_size, m.strides, m.padding)
+    attrs = dict(kernel_shape=list(k), strides=list(s), pads=[t, l, b, r])
+    if isinstance(m, nn.AvgPool2D):
+        attrs["count_include_pad"] = 0 if same else 1
+    return g.node("MaxPool" if isinstance(m, nn.MaxPool2D) else "AveragePool", [name], path, **attrs)
+
+
+@register_exporter(nn.GlobalAvgPool2D, nn.GlobalMaxPool2D)
+def _global_pool(g, m, name, x, y, path):
+    out = g.node("GlobalAveragePool" if isinstance(m, nn.GlobalAvgPool2D) else "GlobalMaxPool", [name], path)
+    return out if m.keepdims else g.node("Flatten", [out], path + ".flatten", axis=1)
+
+
+@register_exporter(nn.AdaptiveAvgPool2D)
+def _adaptive_avg_pool(g, m, name, x, y, path):  # y = Ph @ x @ Pw.T with PyTorch's windows, as convnp computes it
+    oh, ow = y.shape[2:]
+    ph, pw = (P._adaptive_matrix(np, size, out, np.float32) for size, out in ((x.shape[2], oh), (x.shape[3], ow)))
+    t = g.node("MatMul", [name, g.const(np.ascontiguousarray(pw.T), path + ".pw")], path + ".w")
+    return g.node("MatMul", [g.const(ph, path + ".ph"), t], path + ".h")
+
+
+@register_exporter(nn.BatchNorm2D, nn.BatchNorm1D)
+def _batch_norm(g, m, name, x, y, path):
+    c = m.num_features
+    scale = to_numpy(m.weight.data) if m.weight is not None else np.ones(c)
+    shift = to_numpy(m.bias.data) if m.bias is not None else np.zeros(c)
+    inputs = [name] + [g.const(np.asarray(a, np.float32), path + "." + n) for a, n in
+                       ((scale, "weight"), (shift, "bias"), (to_numpy(m.running_mean), "mean"),
+                        (to_numpy(m.running_var), "var"))]
+    return g.node("BatchNormalization", inputs, path, epsilon=float(m.eps))
+
+
+@register_exporter(nn.LocalResponseNorm)
+def _lrn(g, m, name, x, y, path):
+    return g.node("LRN", [name], path, size=m.size, alpha=m.alpha, beta=m.beta, bias=m.k)
 
 
 def export_onnx(model, path, input_shape=(3, 224, 224), opset: int = 17):
@@ -167,7 +196,7 @@ def export_onnx(model, path, input_shape=(3, 224, 224), opset: int = 17):
     g = _Graph(helper, numpy_helper)
     try:
         with no_grad():
-            out, y = _emit(g, model, "input", x, "")
+            out, y = g.emit(model, "input", x, "")
     finally:
         model.train(was_training)
     g.nodes.append(helper.make_node("Identity", [out], ["output"], name="output"))

@@ -4,6 +4,10 @@ Two tables rebuild modules by name: ``MODULE_REGISTRY`` (every Module subclass, 
 ``Module.__init_subclass__``) and ``FACTORIES`` (functions ``fn(**kwargs) -> Module``, filled by
 :func:`register_factory`; the zoo registers each of its models there, so a saved ``resnet18`` is stored as
 ``{"factory": "resnet18", "config": {...}}``). ``nn`` owns both tables and imports nothing above it.
+
+A third table, ``EXPORTERS``, maps a Module class to the function that writes it as graph nodes
+(``fn(g, module, name, x, y, path) -> output name``, see :mod:`convnp.io.onnx_export`): ``io`` fills it for
+the layers of ``nn``, ``models`` for the zoo's own blocks, so the exporter imports neither.
 """
 from __future__ import annotations
 
@@ -22,6 +26,30 @@ def register_factory(name: str, factory) -> None:
     if name in FACTORIES and FACTORIES[name] is not factory:
         raise ValueError(f"register_factory: a factory named {name!r} is already registered")
     FACTORIES[name] = factory
+
+#: Module class -> exporter ``fn(g, module, name, x, y, path) -> output name``; filled by register_exporter
+EXPORTERS: dict = {}
+
+
+def register_exporter(*classes):
+    """Decorator: ``fn`` writes instances of ``classes`` (and their subclasses, nearest class first)."""
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, Module)):
+            raise TypeError(f"register_exporter: expected Module classes, got {cls!r}")
+
+    def decorator(fn):
+        for cls in classes:
+            EXPORTERS[cls] = fn
+        return fn
+    return decorator
+
+
+def exporter_for(module):
+    """The exporter registered for ``type(module)`` or its nearest base class, or None."""
+    for cls in type(module).__mro__:
+        if cls in EXPORTERS:
+            return EXPORTERS[cls]
+    return None
 
 
 def _encode(value):
