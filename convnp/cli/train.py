@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from .. import accel
+from .validate import check_writable_dir, fraction, non_negative_int, positive_float, positive_int
 
 from ..data.images import IMAGE_EXTENSIONS
 
@@ -27,23 +28,23 @@ def register(sub):
     p.add_argument("--dataset", default="mnist", help="mnist (shipped), fashion_mnist or cifar10")
     p.add_argument("--data-dir", default=None, help="folder with the data set files (default: the cache dir)")
     p.add_argument("--download", action="store_true", help="download missing data set files")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--optimizer", default=None, help="adam, sgd, momentum, rmsprop, adamw, ...")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (peak rate with --schedule onecycle)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (peak rate with --schedule onecycle)")
     p.add_argument("--schedule", default=None, choices=["none", "cosine", "onecycle", "step"],
                    help="learning-rate schedule")
     aug = p.add_mutually_exclusive_group()
     aug.add_argument("--augment", dest="augment", action="store_true", default=None,
                      help="random rotations/zooms/shifts (digits) or crops/flips (CIFAR-10)")
     aug.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights, shuffling and augmentation")
     p.add_argument("--out", default=os.path.join("runs", "latest"), help="output folder (default runs/latest)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint (e.g. OUT/last.npz)")
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="train on the first N images only")
-    p.add_argument("--test-subset", type=int, default=None, metavar="N",
+    p.add_argument("--subset", type=positive_int, default=None, metavar="N", help="train on the first N images only")
+    p.add_argument("--test-subset", type=positive_int, default=None, metavar="N",
                    help="validate and test on the first N test images only (quick trials)")
-    p.add_argument("--val-split", type=float, default=0.0,
+    p.add_argument("--val-split", type=fraction, default=0.0,
                    help="hold out this fraction of the training set for validation (default: validate on "
                         "the test set each epoch)")
     p.add_argument("--progress", default="auto", choices=["auto", "tqdm", "plain", "summary"])
@@ -54,8 +55,8 @@ def register(sub):
     p.add_argument("checkpoint")
     p.add_argument("--dataset", default=None, help="default: the data set the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--subset", type=int, default=None, metavar="N", help="the first N test images only")
+    p.add_argument("--batch-size", type=positive_int, default=500)
+    p.add_argument("--subset", type=positive_int, default=None, metavar="N", help="the first N test images only")
     p.add_argument("--report", action="store_true", help="per-class precision/recall and confusion matrix")
     p.add_argument("--images", default=None, metavar="FOLDER",
                    help="your own labelled images instead of a test set: FOLDER/<class>/<image files>, one "
@@ -66,7 +67,7 @@ def register(sub):
     p = sub.add_parser("predict", help="classify image files (PNG/JPEG) with a checkpoint")
     p.add_argument("checkpoint")
     p.add_argument("images", nargs="+", help="image files or folders of images")
-    p.add_argument("--top", type=int, default=1, help="show the K most likely classes")
+    p.add_argument("--top", type=positive_int, default=1, help="show the K most likely classes")
     p.add_argument("--invert", default="auto", choices=["auto", "yes", "no"],
                    help="invert dark-on-light images to the light-on-dark look of MNIST (auto: by the border)")
     p.set_defaults(func=run_predict)
@@ -133,6 +134,8 @@ def run_train(args) -> int:
         raise ValueError(f"--epochs ({epochs}) and --batch-size ({batch_size}) must be positive")
     if args.resume is not None and not os.path.exists(args.resume):
         raise FileNotFoundError(f"checkpoint not found: {args.resume}")
+    if world.is_root:  # an unwritable --out fails now, not after the first epoch
+        check_writable_dir(args.out)
 
     input_shape, class_names = dataset_info(args.dataset)
     (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, args.data_dir, args.download)
@@ -162,12 +165,16 @@ def run_train(args) -> int:
     val_split = args.val_split or 0.0
     n_train = len(x_train) - int(round(len(x_train) * val_split))
     steps = n_train // batch_size + (n_train % batch_size > 0)
-    callbacks = [NaNGuard()]
+    callbacks = [NaNGuard(verbose=False)]  # its message is this command's error line (printed once)
     sched = make_schedule(schedule, trainer.optimizer, epochs, steps, lr)
     if sched is not None:
         callbacks.append(sched)
     callbacks += [ModelCheckpoint(args.out), CSVLogger(os.path.join(args.out, "history.csv")),
                   JSONLogger(os.path.join(args.out, "history.json"))]
+    from ..train.callbacks import RankAgreement  # last, so the callback-state keys of old checkpoints hold
+    callbacks.append(RankAgreement({"model_name": args.model, "dataset": args.dataset, "n_train": len(x_train),
+                                    "n_test": len(x_test), "batch_size": batch_size, "epochs": epochs,
+                                    "lr": lr, "seed": args.seed, "val_split": val_split}))
     say(f"training {args.model} on {args.dataset} ({len(x_train)} images, {model.num_parameters():,} parameters) "
         f"for {_plural(epochs, 'epoch')}: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
         f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else "")

@@ -138,8 +138,13 @@ def convolution_demo(kernel="edge", stride=1, padding=0, size=7, learned=None):
             "stride": stride, "padding": padding, "formula": formula + ("" if exact else " (rounded down)")}
 
 
-def create_app(model=None, checkpoint: str | None = None, name: str | None = None):
-    """Build the FastAPI app around ``model`` (or the model in ``checkpoint``, default: the shipped one)."""
+def create_app(model=None, checkpoint: str | None = None, name: str | None = None, host: str | None = None,
+               body_timeout: float = 10.0):
+    """Build the FastAPI app around ``model`` (or the model in ``checkpoint``, default: the shipped one).
+
+    ``host``: the address the server listens on; a loopback one turns on the Host-header check (see
+    :mod:`convnp.serve.guard`). ``body_timeout``: seconds allowed between pieces of a request body.
+    """
     try:
         from fastapi import FastAPI, File, HTTPException, Request, UploadFile
         from fastapi.responses import FileResponse, JSONResponse
@@ -157,18 +162,15 @@ def create_app(model=None, checkpoint: str | None = None, name: str | None = Non
                   description="Draw a digit and watch every layer of a convnp CNN respond.")
     app.state.playground = play
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BYTES + 64 * 1024:
-            return JSONResponse({"detail": f"request too large ({int(length):,} bytes; at most {MAX_BYTES:,})"},
-                                status_code=413)
-        return await call_next(request)
+    from .guard import LOOPBACK_HOSTS, RequestGuard
+    # body counted as it arrives (chunked uploads too), Host checked when bound to localhost, slow bodies 408
+    app.add_middleware(RequestGuard, max_body=MAX_BYTES + 64 * 1024, loopback_only=host in LOOPBACK_HOSTS,
+                       body_timeout=body_timeout)
 
     async def read_input(file: UploadFile):
         data = await file.read(MAX_BYTES + 1)
-        try:
-            return preprocess_upload(data)
+        try:  # decoding a large image takes a while: off the event loop, so other requests keep flowing
+            return await run_in_threadpool(preprocess_upload, data)
         except ImageError as e:
             raise HTTPException(status_code=e.status, detail=str(e)) from None
 

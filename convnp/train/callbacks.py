@@ -401,20 +401,92 @@ class LRScheduler(Callback):
 class NaNGuard(Callback):
     """Stop training cleanly when the loss becomes NaN or infinite: the bad update is not applied, the
     epoch is not recorded (so no checkpoint of it is written and ``last.npz`` stays the last good one),
-    and a clear message is printed and stored in ``history.stopped_reason``."""
+    and a clear message is printed and stored in ``history.stopped_reason``.
 
-    def __init__(self, stream=None):
-        self.stream = stream
+    Args:
+        stream: where the message is printed (default stderr).
+        divergence: optional k > 1: also stop when the loss rises above k x its first value (the first
+            batch's running loss on one process; the first epoch's loss, which every rank shares, under MPI).
+            Training stops at the end of that epoch.
+        verbose: print the message (the CLI turns this off and prints it once itself as its error).
+
+    Example: ``callbacks=[NaNGuard(divergence=10)]``.
+    """
+
+    def __init__(self, stream=None, divergence: float | None = None, verbose: bool = True):
+        if divergence is not None and not (math.isfinite(divergence) and divergence > 1):
+            raise ValueError(f"NaNGuard: divergence must be a finite number > 1 (k in 'loss > k x first loss'), "
+                             f"got {divergence}")
+        self.stream, self.divergence, self.verbose = stream, divergence, verbose
         self.message = None
+        self.first_loss = None
+        self._epoch = 0
+
+    def _last_good(self):
+        return next((cb.last_path for cb in getattr(self.trainer, "callbacks", [])
+                     if isinstance(cb, ModelCheckpoint) and cb.save_last and os.path.exists(cb.last_path)), None)
+
+    def _stop(self, message, advice):
+        checkpoint = self._last_good()
+        self.message = f"training stopped: {message}" + (
+            f"; the last good checkpoint is {checkpoint}" if checkpoint else "") + advice
+        self.trainer.history.stopped_reason = self.message
+        if self.is_root and self.verbose:
+            print(self.message, file=self.stream or sys.stderr, flush=True)
 
     def on_nan(self, message):
-        checkpoint = next((cb.last_path for cb in getattr(self.trainer, "callbacks", [])
-                           if isinstance(cb, ModelCheckpoint) and cb.save_last
-                           and os.path.exists(cb.last_path)), None)
-        self.message = f"training stopped: {message}" + (
-            f"; the last good checkpoint is {checkpoint}" if checkpoint else "") + \
-            "; try a lower learning rate"
-        self.trainer.history.stopped_reason = self.message
-        if self.is_root:
-            print(self.message, file=self.stream or sys.stderr, flush=True)
+        self._stop(message, "; try a lower learning rate")
         return True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _watch(self, loss, where):
+        if self.divergence is None or self.message is not None or loss is None or not math.isfinite(loss):
+            return
+        if self.first_loss is None:
+            self.first_loss = float(loss)
+        elif self.first_loss > 0 and loss > self.divergence * self.first_loss:
+            self.trainer.stop_training = True
+            self._stop(f"loss diverged: {loss:.4g} at {where} is above {self.divergence:g} x its first value "
+                       f"{self.first_loss:.4g}", "; try a lower learning rate")
+
+    def on_batch_end(self, step, logs=None):
+        if self.trainer.world.size == 1:
+            self._watch((logs or {}).get("loss"), f"epoch {self._epoch + 1}, step {step + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.trainer.world.size > 1:
+            self._watch((logs or {}).get("loss"), f"epoch {epoch + 1}")
+
+
+class RankAgreement(Callback):
+    """Under MPI, check before training and at each epoch that every rank has the same setup (data length,
+    steps per epoch, batch size, epochs, seed, model and optimizer), so mismatched ranks stop with a message
+    naming the ranks and values (see :func:`convnp.distributed.agree.check_agreement`) instead of hanging.
+
+    Args:
+        fields: extra JSON-able values that must agree (e.g. the command line).
+        timeout: seconds to wait for all ranks at each check.
+    """
+
+    def __init__(self, fields: dict | None = None, timeout: float = 60.0):
+        self.fields, self.timeout = dict(fields or {}), timeout
+
+    def _setup(self, logs):
+        t = self.trainer
+        out = dict(self.fields)
+        out.update({"model": type(t.model).__name__, "parameters": int(sum(p.size for p in t.model.parameters())),
+                    "optimizer": type(t.optimizer).__name__ if t.optimizer is not None else None,
+                    "epochs_done": int(t.epochs_done)})
+        out.update({k: v for k, v in (logs or {}).items() if isinstance(v, (int, float, str))})
+        return out
+
+    def on_train_begin(self, logs=None):
+        from ..distributed.agree import check_agreement
+        check_agreement(self.trainer.world, self._setup(logs), "training setup", self.timeout)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from ..distributed.agree import check_agreement
+        check_agreement(self.trainer.world, dict(self._setup(logs), epoch=int(epoch)),
+                        f"setup of epoch {epoch + 1}", self.timeout)
