@@ -40,14 +40,9 @@ numba kernels.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import itertools
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,66 +50,35 @@ from pathlib import Path
 import numpy as np
 
 from .. import workspace
+from . import build
 
 __all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2d_strided", "conv2d_strided_backward",
            "pad_planes", "slack", "wide_buffer", "im2col", "col2im", "adam_step", "num_threads", "set_num_threads",
            "pieces", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c",
-                                                              "phases.c", "patches.c", "adam.c"))
-_CFLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-fno-math-errno", "-shared", "-fPIC"]
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("isa.h", "direct_conv.c", "direct_dw.c", "direct_cv.c",
+                                                              "pad.c", "phases.c", "patches.c", "adam.c"))
 FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
 _STORE_RELU, _STORE_ADD = 1, 2  # the forward kernels' store flags (direct_conv.c)
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
-          "pid": None}
+          "pid": None, "variant": None}
 
 
 # ----------------------------------------------------------------------------- build and load
-def _cache_dir() -> Path:
-    root = os.environ.get("CONVNP_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "convnp")
-    return Path(root)
-
-
-def _cpu_signature() -> str:
-    try:  # -march=native code runs only on CPUs with the same features
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("flags")), platform.processor())
-    except OSError:
-        return platform.processor() + platform.machine()
-
-
 def _build():
-    """Compile (or find in the cache) and load the C library: ``(ctypes.CDLL or None, how / why not)``."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        return None, "no C compiler (cc, gcc or clang) on PATH"
-    try:
-        source = b"".join(path.read_bytes() for path in _SOURCES)
-    except OSError as e:
-        return None, f"reading the kernel sources failed: {e}"
-    key = hashlib.sha256(source + " ".join([compiler] + _CFLAGS).encode() + _cpu_signature().encode())
-    target = _cache_dir() / f"convnp_kernels_{key.hexdigest()[:16]}.so"
-    if not target.exists():
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-            os.close(fd)
-            res = subprocess.run([compiler, *_CFLAGS, *map(str, _SOURCES), "-o", tmp, "-lm"], capture_output=True,
-                                 text=True, timeout=120)
-            if res.returncode != 0:
-                os.unlink(tmp)
-                return None, f"{compiler} failed: {res.stderr.strip()[-500:]}"
-            os.replace(tmp, target)  # atomic: a concurrent process sees the old state or the whole file
-        except (OSError, subprocess.SubprocessError) as e:
-            return None, f"building {target} failed: {type(e).__name__}: {e}"
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as e:
-        return None, f"loading {target} failed: {e}"
+    """Compile (or find in the cache) and load the C library for this CPU's variant: ``(CDLL or None, how)``."""
+    variant = build.isa_variant()
+    lib, how = build.compile_library(
+        f"convnp_kernels_{variant}", _SOURCES, build.kernel_flags(variant),
+        announce=f"compiling convnp kernels for {variant} (one time, ~10 s)")
+    if lib is None:
+        build.notice(f"C kernels unavailable, using the NumPy reference ({how.splitlines()[0][:200]})")
+        return None, how
+    lib.convnp_variant.restype = ctypes.c_char_p
+    _state["variant"] = lib.convnp_variant().decode()
     p, i, f = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
     lib.convnp_conv2d_s1.argtypes = [p, i, i, i, p, i, p, i, i, i, i, p, ctypes.c_int, p]
     lib.convnp_conv2d_s1.restype = None
@@ -137,7 +101,7 @@ def _build():
     lib.convnp_phase_scatter.restype = None
     lib.convnp_adam_f32.argtypes = [p, p, p, p, i, f, f, f, f, f, ctypes.c_int, f, f]
     lib.convnp_adam_f32.restype = None
-    return lib, f"built with {compiler} at {target}"
+    return lib, f"{how} ({_state['variant']} variant)"
 
 
 def library():
@@ -159,6 +123,12 @@ def status() -> str:
     """How the kernels were built, or why they are not available."""
     library()
     return _state["why"]
+
+
+def variant():
+    """The instruction-set variant the loaded library was built for ("avx512", "avx2", "generic"), or None."""
+    library()
+    return _state["variant"]
 
 
 # ----------------------------------------------------------------------------- threads

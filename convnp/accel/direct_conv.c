@@ -11,15 +11,19 @@
  * `flags`: STORE_RELU stores max(y, 0) (a ReLU fused into the store); STORE_ADD adds the sum to what y holds
  * (the phases of a strided convolution, see phases.c), the ReLU then applying to the total.
  *
- * Register blocking: OB = 8 filters x PB = 48 positions of accumulators (24 AVX-512 registers); each tap
- * costs 3 vector loads of x, 8 broadcast weights and 24 FMAs (PB = 48 measured 7-22% faster than 32 on
- * 16-channel layers). Weights come packed as
- * wpk[ob][c][t][8] (filters padded with zeros to a multiple of 8).
+ * Register blocking (isa.h): OR filters x PB positions of accumulators, OR = 8 and PB = 48 with AVX-512
+ * (24 registers; each tap costs 3 vector loads of x, 8 broadcast weights and 24 FMAs), 4 x 24 with AVX2
+ * (12 of its 16 registers). Weights come packed as wpk[ob][c][t][8] (filters padded with zeros to a multiple
+ * of OB = 8, whatever the variant); a pack of 8 filters is computed OR filters at a time.
+ *
+ * NaN and inf propagate as in the reference: the fused ReLU stores max(y, 0) with NaN kept (y < 0 ? 0 : y).
  */
+#include "isa.h"
 #define OB 8
+#define OR CONV_FILTERS_IN_REGS
 #define STORE_RELU 1
 #define STORE_ADD 2
-#define PB 48
+#define PB CONV_POSITIONS
 
 static inline __attribute__((always_inline)) void
 conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, const long *off, long kk, long oh,
@@ -28,9 +32,10 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
     const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
     const long span = oh * wp;
     for (long ob = 0; ob * OB < o_n; ob++) {
+        for (long h = 0; h < OB && ob * OB + h < o_n; h += OR) /* OR of the pack's 8 filters at a time */
         for (long p0 = 0; p0 < span; p0 += PB) {
-            float acc[OB][PB];
-            for (int q = 0; q < OB; q++)
+            float acc[OR][PB];
+            for (int q = 0; q < OR; q++)
                 for (int v = 0; v < PB; v++)
                     acc[q][v] = 0.0f;
             for (long c = 0; c < c_n; c++) {
@@ -38,8 +43,8 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                 const float *wc = wpk + (ob * c_n + c) * kk * OB;
                 for (long t = 0; t < kk; t++) {
                     const float *xs = xc + off[t];
-                    const float *wv = wc + t * OB;
-                    for (int q = 0; q < OB; q++) {
+                    const float *wv = wc + t * OB + h;
+                    for (int q = 0; q < OR; q++) {
                         const float wq = wv[q];
                         for (int v = 0; v < PB; v++)
                             acc[q][v] += wq * xs[v];
@@ -55,13 +60,13 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                 if (run > span - p0 - v)
                     run = span - p0 - v;
                 const long keep = col < ow ? (ow - col < run ? ow - col : run) : 0;
-                for (int q = 0; q < OB && ob * OB + q < o_n; q++) {
-                    const long o = ob * OB + q;
+                for (int q = 0; q < OR && ob * OB + h + q < o_n; q++) {
+                    const long o = ob * OB + h + q;
                     const float b = bias ? bias[o] : 0.0f;
                     float *yo = y + (o * oh + r) * ow + col;
                     for (long k = 0; k < keep; k++) {
                         const float value = acc[q][v + k] + b + (add ? yo[k] : 0.0f);
-                        yo[k] = relu && !(value > 0.0f) ? 0.0f : value;
+                        yo[k] = relu && value < 0.0f ? 0.0f : value;
                     }
                 }
                 v += run;
@@ -90,3 +95,6 @@ void convnp_conv2d_s1(const float *x, long n_n, long c_n, long plane, const floa
             conv_sample(xn, c_n, plane, wpk, o_n, off, kk, oh, ow, wp, bias, flags, yn);
     }
 }
+
+/* the variant this library was built for (isa.h): "avx512", "avx2" or "generic" */
+const char *convnp_variant(void) { return CONVNP_VARIANT; }

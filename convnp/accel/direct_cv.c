@@ -6,12 +6,12 @@
  * positions are computed:
  *
  *   forward   y[n, o, r, q] = b[o] + sum_c sum_t w[c, t, o] * x[n, c, r*sh*wp + q*sw + off[t]]
- *             2 vectors of filters x 7 positions of one output row = 14 accumulators; per (c, t): 2 filter
- *             loads, 7 broadcasts of x, 14 FMAs.
+ *             OV vectors of filters x PP positions of one output row (isa.h; AVX-512: 2 x 7 = 14 accumulators;
+ *             per (c, t): 2 filter loads, 7 broadcasts of x, 14 FMAs).
  *   weights   dw[c, t, o] += sum_n sum_{r, q} dy[n, o, r, q] * x[n, c, r*sh*wp + q*sw + off[t]]
  *             dy is first transposed per sample to (position, filter) (masked by a fused ReLU's output);
- *             2 vectors of filters x up to 9 taps = 18 accumulators; per position: 2 dy loads, one
- *             broadcast of x per tap, 2 FMAs per tap. No sum across lanes: each lane is its own filter.
+ *             OV vectors of filters x up to MAX_TAPS taps (AVX-512: 2 x 9 = 18 accumulators; per position: 2 dy
+ *             loads, one broadcast of x per tap, 2 FMAs per tap). No sum across lanes: each lane is its own filter.
  *
  * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous). A stride (sh, sw)
  * only moves the positions x is broadcast from: strided convolutions need no other kernel here.
@@ -19,32 +19,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define LANES 16
+#include "isa.h"
+#define LANES VL /* filters in a vector (isa.h) */
 #define STORE_RELU 1 /* flags of the forward's store, as in direct_conv.c */
 #define STORE_ADD 2
-#define OV 2 /* filter vectors per block */
-#define PP 7 /* positions per block */
-#define MAX_TAPS 9
+#define OV CV_VECTORS /* filter vectors per block (isa.h: 2 with AVX-512, 1 with AVX2) */
+#define PP CV_POSITIONS /* positions per block */
+#define MAX_TAPS CV_DW_TAPS
 
 static inline __attribute__((always_inline)) void
 cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long base,
-         long sw, v16 acc[OV][PP])
+         long sw, vf acc[OV][PP])
 {
     for (int v = 0; v < OV; v++)
         for (int p = 0; p < PP; p++)
-            acc[v][p] = (v16){0};
+            acc[v][p] = (vf){0};
     for (long c = 0; c < c_n; c++) {
         const float *xc = x + c * plane + base;
         const float *wc = wv + c * kk * o_n;
         for (long t = 0; t < kk; t++) {
             const float *xs = xc + off[t];
-            const v16 w0 = *(const v16u *)(wc + t * o_n), w1 = *(const v16u *)(wc + t * o_n + LANES);
+            vf wt[OV];
+            for (int v = 0; v < OV; v++)
+                wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
             for (int p = 0; p < PP; p++) {
                 const float xv = xs[p * sw];
-                acc[0][p] += w0 * xv;
-                acc[1][p] += w1 * xv;
+                for (int v = 0; v < OV; v++)
+                    acc[v][p] += wt[v] * xv;
             }
         }
     }
@@ -63,7 +64,7 @@ void convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const floa
         for (long o0 = 0; o0 < o_n; o0 += OV * LANES)
             for (long r = 0; r < oh; r++)
                 for (long q0 = 0; q0 < ow; q0 += PP) {
-                    v16 acc[OV][PP];
+                    vf acc[OV][PP];
                     const long base = r * sh * wp + q0 * sw;
                     if (kk == 9 && sw == 1) /* the common cases with the tap count and step known to the compiler */
                         cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, base, 1, acc);
@@ -81,7 +82,7 @@ void convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const floa
                             float *yo = yn + (o * oh + r) * ow + q0;
                             for (long p = 0; p < keep; p++) {
                                 const float value = acc[v][p][l] + b + (add ? yo[p] : 0.0f);
-                                yo[p] = relu && !(value > 0.0f) ? 0.0f : value;
+                                yo[p] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
                             }
                         }
                 }
@@ -92,27 +93,29 @@ static inline __attribute__((always_inline)) void
 cv_dw_block(const float *x, long c_n, long plane, const float *dyt, long o_n, long positions, const long *pos,
             const long *off, long kk, long nb, long o0, long c, const int tn, long t0, float *dw)
 {
-    v16 acc[OV][MAX_TAPS];
+    vf acc[OV][MAX_TAPS];
     for (int v = 0; v < OV; v++)
         for (int t = 0; t < tn; t++)
-            acc[v][t] = (v16){0};
+            acc[v][t] = (vf){0};
     for (long n = 0; n < nb; n++) {
         const float *xc = x + (n * c_n + c) * plane;
         const float *dn = dyt + n * positions * o_n + o0;
         for (long i = 0; i < positions; i++) {
-            const v16 d0 = *(const v16u *)(dn + i * o_n), d1 = *(const v16u *)(dn + i * o_n + LANES);
+            vf d[OV];
+            for (int v = 0; v < OV; v++)
+                d[v] = *(const vfu *)(dn + i * o_n + v * LANES);
             const float *xs = xc + pos[i];
             for (int t = 0; t < tn; t++) {
                 const float xv = xs[off[t0 + t]];
-                acc[0][t] += d0 * xv;
-                acc[1][t] += d1 * xv;
+                for (int v = 0; v < OV; v++)
+                    acc[v][t] += d[v] * xv;
             }
         }
     }
     for (int t = 0; t < tn; t++) {
-        v16u *out0 = (v16u *)(dw + (c * kk + t0 + t) * o_n + o0);
-        out0[0] = out0[0] + acc[0][t];
-        out0[1] = out0[1] + acc[1][t];
+        vfu *out0 = (vfu *)(dw + (c * kk + t0 + t) * o_n + o0);
+        for (int v = 0; v < OV; v++)
+            out0[v] = out0[v] + acc[v][t];
     }
 }
 
@@ -164,8 +167,15 @@ int convnp_conv2d_dw_cv(const float *x, long n_n, long c_n, long plane, const fl
     case T:                                                                                                        \
         cv_dw_block(xb, c_n, plane, dyt, o_n, positions, pos, off, kk, m, o0, c, T, t0, dw);                       \
         break;
-                        CV_TAPS(1) CV_TAPS(2) CV_TAPS(3) CV_TAPS(4) CV_TAPS(5) CV_TAPS(6) CV_TAPS(7) CV_TAPS(8)
-                        default: cv_dw_block(xb, c_n, plane, dyt, o_n, positions, pos, off, kk, m, o0, c, 9, t0, dw);
+                        CV_TAPS(1) CV_TAPS(2)
+#if MAX_TAPS > 3
+                        CV_TAPS(3) CV_TAPS(4) CV_TAPS(5)
+#endif
+#if MAX_TAPS > 6
+                        CV_TAPS(6) CV_TAPS(7) CV_TAPS(8)
+#endif
+                        default: cv_dw_block(xb, c_n, plane, dyt, o_n, positions, pos, off, kk, m, o0, c, MAX_TAPS, t0,
+                                             dw);
                     }
                 }
     }

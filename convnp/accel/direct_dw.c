@@ -10,52 +10,39 @@
  * With a `mask` (the ReLU output that followed the convolution) dy counts only where mask > 0: the ReLU's
  * backward happens in that copy. `db`, when given, gets the bias gradient (the sum of the copied dy per filter).
  *
- * Sums run in 16-float vectors (GCC vector extensions: AVX-512 where the CPU has it, two AVX2 halves else):
- * 4 filters x up to 6 taps = 24 vector accumulators in registers; each 16-position step costs 4 loads of dy,
- * one load of x per tap and 4 FMAs per tap. A pass runs over a block of samples small enough that its dy
+ * Sums run in vectors of the CPU's width (isa.h: 16 floats with AVX-512, 8 with AVX2): FB filters x up to 6
+ * taps of vector accumulators in registers (AVX-512: 4 x 6 = 24); each vector step costs FB loads of dy, one
+ * load of x per tap and FB FMAs per tap. A pass runs over a block of samples small enough that its dy
  * rows and x planes stay in L1, then adds its lanes (a tree sum) into dw: the caller's dw is the partial
  * sum of one piece of the batch, so the result does not depend on which thread ran which piece.
  */
 #include <stdlib.h>
 #include <string.h>
 
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
-#define LANES 16
-#define MAX_TAPS 6
-#define FB 4
+#include "isa.h"
+#define LANES 16 /* dy runs are rounded up to 16 floats (a multiple of every variant's vector) */
+#define MAX_TAPS DW_TAPS /* isa.h: 6 */
+#define FB DW_FILTERS    /* isa.h: 4 filters with AVX-512, 2 with AVX2 */
 #define BLOCK_BYTES (24 * 1024) /* half of a 48 KiB L1 */
-
-typedef int v16i __attribute__((vector_size(64)));
-
-/* the sum of the 16 lanes, as a tree (4 shuffles and 4 adds instead of 15 dependent adds) */
-static inline float hsum(v16 v)
-{
-    v += __builtin_shuffle(v, (v16i){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
-    v += __builtin_shuffle(v, (v16i){4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11});
-    v += __builtin_shuffle(v, (v16i){2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13});
-    v += __builtin_shuffle(v, (v16i){1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14});
-    return v[0];
-}
 
 static inline __attribute__((always_inline)) void
 dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, long o_n, long span16, const long *off,
         long kk, long nb, long o0, long t0, const int db, const int tn, float *dw)
 {
     for (long c = 0; c < c_n; c++) {
-        v16 a[FB][MAX_TAPS];
+        vf a[FB][MAX_TAPS];
         for (int q = 0; q < db; q++)
             for (int t = 0; t < tn; t++)
-                a[q][t] = (v16){0};
+                a[q][t] = (vf){0};
         for (long n = 0; n < nb; n++) {
             const float *xc = x + (n * c_n + c) * plane;
             const float *d0 = dyw + (n * o_n + o0) * dstride;
-            for (long p = 0; p < span16; p += LANES) {
-                v16 d[FB];
+            for (long p = 0; p < span16; p += VL) {
+                vf d[FB];
                 for (int q = 0; q < db; q++)
-                    d[q] = *(const v16u *)(d0 + q * dstride + p);
+                    d[q] = *(const vfu *)(d0 + q * dstride + p);
                 for (int t = 0; t < tn; t++) {
-                    const v16 xv = *(const v16u *)(xc + p + off[t0 + t]);
+                    const vf xv = *(const vfu *)(xc + p + off[t0 + t]);
                     for (int q = 0; q < db; q++)
                         a[q][t] += d[q] * xv;
                 }
@@ -63,7 +50,7 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, lo
         }
         for (int q = 0; q < db; q++)
             for (int t = 0; t < tn; t++)
-                dw[((o0 + q) * c_n + c) * kk + t0 + t] += hsum(a[q][t]);
+                dw[((o0 + q) * c_n + c) * kk + t0 + t] += vf_sum(a[q][t]);
     }
 }
 
@@ -72,9 +59,9 @@ dw_tile(const float *x, long c_n, long plane, const float *dyw, long dstride, lo
     switch (tn) { /* the tap count known to the compiler: the accumulators stay in registers */                  \
     case 1: TILE(DB, 1); break;                                                                                    \
     case 2: TILE(DB, 2); break;                                                                                    \
-    case 3: TILE(DB, 3); break;                                                                                    \
-    case 4: TILE(DB, 4); break;                                                                                    \
-    case 5: TILE(DB, 5); break;                                                                                    \
+    case 3: TILE(DB, 3 < MAX_TAPS ? 3 : MAX_TAPS); break;                                                          \
+    case 4: TILE(DB, 4 < MAX_TAPS ? 4 : MAX_TAPS); break;                                                          \
+    case 5: TILE(DB, 5 < MAX_TAPS ? 5 : MAX_TAPS); break;                                                          \
     default: TILE(DB, MAX_TAPS); break;                                                                            \
     }
 
@@ -96,10 +83,14 @@ static void dw_samples(const float *x, long c_n, long plane, const float *dyw, l
             const long rest = o_n - o0;
             if (rest >= FB) {
                 TILES(FB)
+#if FB > 3
             } else if (rest == 3) {
                 TILES(3)
+#endif
+#if FB > 2
             } else if (rest == 2) {
                 TILES(2)
+#endif
             } else {
                 TILES(1)
             }
@@ -136,11 +127,11 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                     }
                 }
                 if (db) { /* the row's zeros add nothing: sum the whole wide run in vectors */
-                    const v16 *run = (const v16 *)(dyw + (n * o_n + o) * span16);
-                    v16 sum = {0};
-                    for (long p = 0; p < span16 / LANES; p++)
+                    const vf *run = (const vf *)(dyw + (n * o_n + o) * span16);
+                    vf sum = {0};
+                    for (long p = 0; p < span16 / VL; p++)
                         sum += run[p];
-                    for (int l = 0; l < LANES; l++)
+                    for (int l = 0; l < VL; l++)
                         db[o] += sum[l];
                 }
             }
@@ -162,10 +153,10 @@ void convnp_conv2d_dw_wide_s1(const float *x, long n_n, long c_n, long plane, co
         for (long n = 0; n < n_n; n++)
             for (long o = 0; o < o_n; o++) {
                 const float *run = dyw + (n * o_n + o) * dy_plane;
-                v16 sum = {0};
-                for (long p = 0; p < span16; p += LANES)
-                    sum += *(const v16u *)(run + p);
-                for (int l = 0; l < LANES; l++)
+                vf sum = {0};
+                for (long p = 0; p < span16; p += VL)
+                    sum += *(const vfu *)(run + p);
+                for (int l = 0; l < VL; l++)
                     db[o] += sum[l];
             }
     for (long n0 = 0; n0 < n_n; n0 += nb) {
