@@ -7,6 +7,7 @@ import pytest
 import convnp
 from convnp import nn
 from convnp.gradcheck import check_module_gradients
+from torch_oracle import assert_matches_torch
 
 
 def f64(layer):
@@ -174,17 +175,7 @@ def test_conv2d_matches_torch_conv2d(stride, padding, mode):
         if use_bias:
             theirs.bias.copy_(torch.tensor(ours.bias.data))
     x = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)
-    tx = torch.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    y = ours(x)
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    ty.backward(torch.tensor(dy))
-    dx = ours.backward(dy)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
-    if use_bias:
-        np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+    assert_matches_torch(ours, theirs, x, rtol=1e-4, atol=1e-4, param_atol=1e-3, seed=i)
 
 
 def test_torch_state_dict_loads_strict():
@@ -202,18 +193,10 @@ def test_depthwise_matches_torch(depth_multiplier):
     torch = pytest.importorskip("torch")
     ours = nn.DepthwiseConv2D(3, depth_multiplier=depth_multiplier, strides=2, padding=1, seed=0)
     x = np.random.default_rng(6).standard_normal((2, 4, 7, 7)).astype(np.float32)
-    y = ours(x)
+    ours(x)  # builds the weights
     theirs = torch.nn.Conv2d(4, 4 * depth_multiplier, 3, stride=2, padding=1, groups=4)
-    with torch.no_grad():
-        theirs.weight.copy_(torch.tensor(ours.weight.data))
-        theirs.bias.zero_()
-    tx = torch.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
-    dy = np.random.default_rng(7).standard_normal(y.shape).astype(np.float32)
-    ty.backward(torch.tensor(dy))
-    np.testing.assert_allclose(ours.backward(dy), tx.grad.numpy(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    assert_matches_torch(ours, theirs, x, rtol=1e-4, atol=1e-5, param_atol=1e-4, seed=7)
 
 
 @pytest.mark.parametrize("stride,padding,output_padding,groups", [(1, 0, 0, 1), (2, 1, 1, 2), (3, 2, (2, 1), 1)])
@@ -226,16 +209,8 @@ def test_conv_transpose_matches_torch(stride, padding, output_padding, groups):
                                       groups=groups)
     theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
     x = np.random.default_rng(8).standard_normal((2, 4, 5, 4)).astype(np.float32)
-    tx = torch.tensor(x, requires_grad=True)
-    ty = theirs(tx)
-    y = ours(x)
-    assert ours.output_shape(x.shape) == y.shape == tuple(ty.shape)
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
-    dy = np.random.default_rng(9).standard_normal(y.shape).astype(np.float32)
-    ty.backward(torch.tensor(dy))
-    np.testing.assert_allclose(ours.backward(dy), tx.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+    y, _ = assert_matches_torch(ours, theirs, x, rtol=1e-4, atol=1e-4, param_atol=1e-3, seed=9)
+    assert ours.output_shape(x.shape) == y.shape
 
 
 # ----------------------------------------------------------------------------- bad input

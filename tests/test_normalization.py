@@ -7,6 +7,7 @@ from convnp import nn
 from convnp.backend import to_numpy
 from convnp.functional import normalization as N
 from convnp.gradcheck import check_module_gradients
+from torch_oracle import assert_matches_torch
 
 BN_CASES = [(nn.BatchNorm2D, "BatchNorm2d", (4, 3, 5, 6)), (nn.BatchNorm1D, "BatchNorm1d", (6, 3)),
             (nn.BatchNorm1D, "BatchNorm1d", (5, 3, 4))]
@@ -31,15 +32,7 @@ def test_batchnorm_matches_torch_over_several_steps_then_eval(cls, tname, shape,
             g = rng.standard_normal(shape)
             layer.zero_grad()
             ref.zero_grad()
-            y = layer(x)
-            dx = layer.backward(g)
-            xt = torch.tensor(x, requires_grad=True)
-            yt = ref(xt)
-            yt.backward(torch.tensor(g))
-            np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(layer.weight.grad, ref.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
-            np.testing.assert_allclose(layer.bias.grad, ref.bias.grad.numpy(), rtol=1e-10, atol=1e-12)
+            assert_matches_torch(layer, ref, x, dy=g, rtol=1e-10, atol=1e-12)
     ours = layer.state_dict()
     for key, value in ref.state_dict().items():
         np.testing.assert_allclose(ours[key], value.numpy(), rtol=1e-12, err_msg=key)

@@ -7,6 +7,7 @@ from convnp import nn
 from convnp.backend import to_numpy
 from convnp.functional import pooling as P
 from convnp.gradcheck import check_module_gradients
+from torch_oracle import assert_matches_torch
 
 # (pool_size, strides, padding): non-overlapping, overlapping (3/2), stride > pool, PyTorch padding, pairs
 GRID = [(2, None, "valid"), (3, 2, "valid"), (3, 2, 1), (2, 3, 0), (3, 1, 1), ((2, 3), (1, 2), (1, 1)),
@@ -25,14 +26,7 @@ def test_max_and_avg_pool_match_torch_forward_and_backward(k, s, p):
     x = rng.standard_normal((2, 3, 9, 8))
     for layer, fn, kw in ((nn.MaxPool2D(k, s, p), F.max_pool2d, {}),
                           (nn.AvgPool2D(k, s, p), F.avg_pool2d, {"count_include_pad": True})):
-        y = layer(x)
-        g = rng.standard_normal(y.shape)
-        dx = layer.backward(g)
-        xt = torch.tensor(x, requires_grad=True)
-        yt = fn(xt, *_torch_args(k, s, p), **kw)
-        yt.backward(torch.tensor(g))
-        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+        y, _ = assert_matches_torch(layer, lambda t: fn(t, *_torch_args(k, s, p), **kw), x, rtol=1e-12, atol=1e-12)
         assert layer.output_shape(x.shape) == y.shape
 
 
@@ -276,3 +270,63 @@ def test_max_pool_padding_and_overlap_agree_on_every_backend(xp, pool, strides, 
     np.testing.assert_array_equal(to_numpy(P.max_pool2d_argmax(cache)), P.max_pool2d_argmax(cache_ref))
     np.testing.assert_allclose(to_numpy(P.max_pool2d_backward(xp.asarray(dy), cache)),
                                P.max_pool2d_backward(dy, cache_ref), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- PyTorch's options (issue 20)
+@pytest.mark.parametrize("k,s,p,d,ceil", [(3, 2, 0, 1, True), (2, 2, 1, 1, True), (3, 2, 1, 2, False),
+                                          (3, 3, 0, (2, 1), True), (2, 1, 0, 2, False), (3, 2, 1, 1, True)])
+def test_max_pool_ceil_dilation_indices_match_torch(k, s, p, d, ceil):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(2, 3, 9, 10))
+    layer = nn.MaxPool2D(k, s, padding=p, dilation=d, ceil_mode=ceil, return_indices=True)
+    y, idx = layer(x)
+    xt = torch.tensor(x, requires_grad=True)
+    yt, it = torch.nn.MaxPool2d(k, s, padding=p, dilation=d, ceil_mode=ceil, return_indices=True)(xt)
+    g = np.random.default_rng(1).normal(size=y.shape)
+    yt.backward(torch.tensor(g))
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(idx, it.numpy())
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12)
+    unpool = nn.MaxUnpool2D(k, s, padding=p)
+    z = unpool(y, idx, output_size=x.shape)
+    zt = torch.nn.functional.max_unpool2d(yt.detach(), it, k, s, p, output_size=x.shape[2:])
+    np.testing.assert_array_equal(z, zt.numpy())
+    np.testing.assert_array_equal(unpool.backward(x), np.take_along_axis(x.reshape(2, 3, -1), idx.reshape(2, 3, -1),
+                                                                         2).reshape(y.shape))
+
+
+@pytest.mark.parametrize("k,s,p,ceil,cip,div", [(3, 2, 1, True, True, None), (3, 2, 1, True, False, None),
+                                                (3, 2, 1, False, False, None), (2, 2, 0, True, True, None),
+                                                (3, 1, 1, False, True, 5), (3, 2, 1, True, False, 2)])
+def test_avg_pool_options_match_torch(k, s, p, ceil, cip, div):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(2).normal(size=(2, 2, 7, 8))
+    layer = nn.AvgPool2D(k, s, padding=p, ceil_mode=ceil, count_include_pad=cip, divisor_override=div)
+    y = layer(x)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=cip, divisor_override=div)(xt)
+    g = np.random.default_rng(3).normal(size=y.shape)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12)
+    assert type(layer)(**layer.get_config()).get_config() == layer.get_config()
+
+
+def test_pool_option_errors():
+    with pytest.raises(ValueError, match="divisor_override must be a positive integer, got 0"):
+        nn.AvgPool2D(2, divisor_override=0)
+    with pytest.raises(ValueError, match="ceil_mode=True needs an int or pair padding"):
+        nn.MaxPool2D(2, padding="same", ceil_mode=True)(np.zeros((1, 1, 4, 4)))
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 16\)"):
+        nn.MaxUnpool2D(2)(np.ones((1, 1, 2, 2)), np.full((1, 1, 2, 2), 99))
+
+
+@pytest.mark.parametrize("layer", [nn.MaxPool2D(2), nn.MaxPool2D(3, 2, dilation=2), nn.AvgPool2D(3, 2, padding=1),
+                                   nn.GlobalAvgPool2D(), nn.GlobalMaxPool2D(), nn.AdaptiveAvgPool2D(2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooling_empty_batch(layer, dtype):
+    y = layer(np.zeros((0, 3, 7, 7), dtype))
+    assert y.shape[0] == 0 and y.dtype == dtype
+    dx = layer.backward(np.zeros(y.shape, dtype))
+    assert dx.shape == (0, 3, 7, 7)
