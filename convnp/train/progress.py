@@ -1,6 +1,11 @@
-"""Progress display for one epoch: a tqdm bar when tqdm is installed, plain text lines otherwise.
+"""Progress display for one epoch: a tqdm bar when tqdm is installed, plain text otherwise.
 
-Both show the running loss and accuracy, samples per second and the estimated time left (ETA).
+All show the running loss and accuracy, samples per second and the estimated time left (ETA):
+
+* tqdm: one bar per epoch, kept on screen when the epoch ends (``leave=True``);
+* plain, on a terminal: one line rewritten in place (``\r``, at most 10 times a second), erased when the
+  epoch ends so that the epoch's summary line takes its place: one line per epoch;
+* plain, not a terminal (a log file, a pipe, CI): about 10 separate lines per epoch, nothing rewritten.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ class EpochProgress:
     Args:
         total: number of steps (batches) in the epoch.
         desc: label, e.g. "epoch 2/5".
-        mode: "auto" (tqdm when installed), "tqdm", "plain" (about 10 text lines per epoch) or "none".
+        mode: "auto" (tqdm when installed), "tqdm", "plain" (one line rewritten in place on a terminal, about
+            10 text lines per epoch otherwise) or "none".
         stream: where to write (default sys.stderr for the bar, sys.stdout for plain lines).
 
     Example::
@@ -65,8 +71,11 @@ class EpochProgress:
         self.start = time.perf_counter()
         self.every = max(1, self.total // 10)
         self.stream = stream
-        self.bar = tqdm(total=self.total, desc=desc, unit="batch", file=stream, leave=False,
+        self.bar = tqdm(total=self.total, desc=desc, unit="batch", file=stream, leave=True,
                         dynamic_ncols=True) if self.mode == "tqdm" else None
+        self.in_place = self.mode == "plain" and _is_terminal(self.stream or sys.stdout)
+        self.last_draw = 0.0
+        self.width = 0
 
     def rate(self) -> float:
         elapsed = time.perf_counter() - self.start
@@ -85,11 +94,33 @@ class EpochProgress:
             post = {k: f"{v:.4f}" for k, v in logs.items() if v is not None}
             post["samples/s"] = f"{self.rate():.0f}"
             self.bar.set_postfix(post, refresh=False)
-        elif self.mode == "plain" and (self.step % self.every == 0 or self.step == self.total):
-            print(f"{self.desc}  {self.step}/{self.total}  {format_logs(logs)}  {self.rate():.0f} samples/s  "
-                  f"ETA {format_seconds(self.eta())}", file=self.stream or sys.stdout, flush=True)
+        elif self.mode == "plain":
+            line = (f"{self.desc}  {self.step}/{self.total}  {format_logs(logs)}  {self.rate():.0f} samples/s  "
+                    f"ETA {format_seconds(self.eta())}")
+            out = self.stream or sys.stdout
+            if self.in_place:
+                now = time.perf_counter()
+                if now - self.last_draw >= 0.1 or self.step == self.total:
+                    self.last_draw = now
+                    out.write("\r" + line.ljust(self.width))
+                    out.flush()
+                    self.width = len(line)
+            elif self.step % self.every == 0 or self.step == self.total:
+                print(line, file=out, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.in_place and self.width:  # erase the line: the epoch's summary line is printed in its place
+            out = self.stream or sys.stdout
+            out.write("\r" + " " * self.width + "\r")
+            out.flush()
+            self.width = 0
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
