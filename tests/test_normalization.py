@@ -186,3 +186,47 @@ def test_errors():
         nn.LocalResponseNorm()(np.zeros((2, 3)))
     with pytest.raises(RuntimeError, match="LocalResponseNorm.backward called before forward"):
         nn.LocalResponseNorm().backward(np.zeros((1, 2, 2, 2)))
+
+
+# ----------------------------------------------------------------------------- PyTorch's options (issue 20)
+@pytest.mark.parametrize("kw", [dict(track_running_stats=False), dict(bias=False), dict(affine=False),
+                                dict(track_running_stats=False, bias=False)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_options_match_torch(kw, training):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).normal(size=(4, 3, 5, 5)) * 2 + 1
+    layer, ref = nn.BatchNorm2D(3, **kw), torch.nn.BatchNorm2d(3, **kw).double()
+    if layer.weight is not None:
+        w = np.random.default_rng(1).uniform(0.5, 1.5, 3)
+        layer.weight.data = w.copy()
+        ref.weight.data = torch.tensor(w)
+    layer.train(training)
+    ref.train(training)
+    assert sorted(layer.state_dict()) == sorted(ref.state_dict())
+    xt = torch.tensor(x, requires_grad=True)
+    yt = ref(xt)
+    y = layer(x)
+    g = np.random.default_rng(2).normal(size=y.shape)
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    if layer.weight is not None:
+        np.testing.assert_allclose(layer.weight.grad, ref.weight.grad.numpy(), rtol=1e-10)
+    assert (layer.bias is None) == (ref.bias is None)
+    for key, value in ref.state_dict().items():
+        np.testing.assert_allclose(layer.state_dict()[key], value.numpy(), rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_empty_batch(training, dtype):
+    for layer, shape in ((nn.BatchNorm2D(3), (0, 3, 4, 4)), (nn.BatchNorm1D(3), (0, 3))):
+        layer.running_mean = np.full(3, 0.5, np.float32)
+        layer.train(training)
+        y = layer(np.zeros(shape, dtype))
+        assert y.shape == shape and y.dtype == dtype
+        dx = layer.backward(np.zeros(shape, dtype))
+        assert dx.shape == shape
+        np.testing.assert_array_equal(layer.weight.grad, np.zeros(3))
+        np.testing.assert_array_equal(layer.running_mean, np.full(3, 0.5))  # as torch: no statistic moves
+        assert int(layer.num_batches_tracked) == int(training)

@@ -53,7 +53,7 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
 
     Args:
         x: (N, C), (N, C, L) or (N, C, H, W).
-        weight, bias: (C,) arrays or None (no affine map).
+        weight, bias: (C,) arrays or None (no scale / no shift; the gradient of a missing one is not needed).
         running_mean, running_var: (C,) arrays, used when ``training`` is False.
         training: True normalizes with batch statistics, False with the running ones.
         eps: added to the variance.
@@ -61,9 +61,12 @@ def batch_norm_forward(x, weight=None, bias=None, running_mean=None, running_var
         (y, cache, (batch_mean, batch_var_unbiased)); the statistics are None in eval mode. The cache holds
         the centred input xc = x - mean and inv_std = 1/sqrt(var + eps), so x_hat = xc * inv_std.
     Shape: y has the shape of x.
+    An empty batch (N = 0) gives an empty output and no statistics in either mode (as PyTorch).
     Example: ``y, cache, stats = batch_norm_forward(x, w, b, training=True)``.
     """
     _, shape = _axes_and_shape(x)
+    if x.size == 0:  # N = 0 (or an empty spatial axis): nothing to normalize, no statistics
+        return x.copy(), (None, None, weight, "empty"), (None, None)
     m = x.size // x.shape[1]
     if training:
         if m < 2:
@@ -91,6 +94,10 @@ def batch_norm_backward(dy, cache):
     """Gradients of :func:`batch_norm_forward`: (dx, dweight, dbias); dweight/dbias are None without affine.
     Shape: dy like x; dweight, dbias (C,)."""
     xc, inv_std, weight, training = cache
+    if training == "empty":  # the empty batch of the forward: zero gradients
+        xp = get_array_module(dy)
+        zeros = None if weight is None else xp.zeros(dy.shape[1], dtype=dy.dtype)
+        return xp.zeros(dy.shape, dtype=dy.dtype), zeros, None if zeros is None else zeros.copy()
     _, shape = _axes_and_shape(dy)
     dbias = _channel_sum(dy)
     dweight = _channel_dot(dy, xc) * inv_std  # sum(dy * x_hat)

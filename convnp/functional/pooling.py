@@ -15,6 +15,16 @@ Padding (``padding`` argument of the pooling ops):
 * ``"same"``: Keras. OH = ceil(H / sh), total padding max((OH-1)*sh + kh - H, 0) split top/bottom with the
   odd row at the bottom (right). Padded cells never win for max, and average pooling divides by the
   number of real cells in each window.
+
+PyTorch's other options (int/pair padding only):
+
+* ``ceil_mode=True``: OH = ceil((H + 2*ph - d*(kh-1) - 1) / sh) + 1, less one when the last window would
+  start in the bottom padding ((OH-1)*sh >= H + ph), torch's rule. The windows that run past the padded
+  input get extra bottom/right padding that never wins (max) and never counts (average).
+* ``dilation`` (max pooling): taps d apart, effective pool d*(k-1)+1.
+* ``count_include_pad=False`` (average): divide by the real cells only; ``divisor_override``: divide by it.
+* ``return_indices``: :func:`max_pool2d_indices` gives torch's flat indices h*W + w of each maximum in its
+  (N, C) plane, which :func:`max_unpool2d_forward` scatters back.
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ from ..utils.args import pair
 from ..cuda import ops as cuda_ops
 
 __all__ = ["pool_output_shape", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_argmax",
+           "max_pool2d_indices", "max_unpool2d_forward", "max_unpool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward", "global_avg_pool2d_forward",
            "global_avg_pool2d_backward", "global_max_pool2d_forward", "global_max_pool2d_backward",
            "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "adaptive_pool_ranges"]
@@ -37,7 +48,7 @@ def _check_4d(x, where):
         raise ValueError(f"{where}: expected a 4-D input (N, C, H, W), got shape {tuple(getattr(x, 'shape', ()))}")
 
 
-def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2d"):
+def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2d", ceil_mode=False, dilation=1):
     """Geometry of a pooling window: ``((OH, OW), ((top, bottom), (left, right)), (kh, kw), (sh, sw), same)``.
 
     Args:
@@ -45,13 +56,19 @@ def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2
         pool_size: int or (kh, kw).
         strides: int, (sh, sw) or None (= pool_size).
         padding: "valid", "same", an int or a pair (ph, pw) (see the module docstring).
+        ceil_mode: torch's ceil_mode (extra bottom/right padding is added to ``pads`` for the last windows).
+        dilation: int or pair; the window spans d*(k-1)+1 cells.
     Raises ValueError (prefixed with ``where``) for a zero stride, negative padding, padding larger than
     half the pool, or a pool larger than the padded input.
     Example: ``pool_output_shape((128, 128), 5, padding="same")[0] == (26, 26)``.
     """
     kh, kw = pair(pool_size, "pool_size", where)
     sh, sw = pair(pool_size if strides is None else strides, "strides", where)
+    dh, dw = pair(dilation, "dilation", where)
+    ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1  # effective (dilated) window
     h, w = int(input_hw[0]), int(input_hw[1])
+    if ceil_mode and isinstance(padding, str) and padding.lower() == "same":
+        raise ValueError(f"{where}: ceil_mode=True needs an int or pair padding (PyTorch's), not 'same'")
     same = False
     if isinstance(padding, str):
         key = padding.lower()
@@ -60,7 +77,7 @@ def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2
         elif key == "same":
             same = True
             pads = []
-            for size, k, s in ((h, kh, sh), (w, kw, sw)):
+            for size, k, s in ((h, ekh, sh), (w, ekw, sw)):
                 out = -(-size // s)  # ceil(size / s)
                 total = max((out - 1) * s + k - size, 0)
                 pads.append((total // 2, total - total // 2))
@@ -69,14 +86,24 @@ def pool_output_shape(input_hw, pool_size, strides=None, padding=0, where="pool2
             raise ValueError(f"{where}: unknown padding {padding!r}; expected 'valid', 'same', an int or a pair (ph, pw)")
     else:
         ph, pw = pair(padding, "padding", where, minimum=0)
-        if 2 * ph > kh or 2 * pw > kw:
-            raise ValueError(f"{where}: padding {(ph, pw)} must be at most half the pool size {(kh, kw)}")
+        if 2 * ph > ekh or 2 * pw > ekw:
+            raise ValueError(f"{where}: padding {(ph, pw)} must be at most half the pool size {(ekh, ekw)}")
         pads = ((ph, ph), (pw, pw))
     hp, wp = h + sum(pads[0]), w + sum(pads[1])
-    if hp < kh or wp < kw:
-        raise ValueError(f"{where}: pool {kh}x{kw} is larger than the padded input {hp}x{wp} "
+    if hp < ekh or wp < ekw:
+        raise ValueError(f"{where}: pool {ekh}x{ekw} is larger than the padded input {hp}x{wp} "
                          f"(input {h}x{w}, padding {pads})")
-    out = ((hp - kh) // sh + 1, (wp - kw) // sw + 1)
+    out = ((hp - ekh) // sh + 1, (wp - ekw) // sw + 1)
+    if ceil_mode:
+        out, extra = [], []
+        for size, (before, after), k, s in ((h, pads[0], ekh, sh), (w, pads[1], ekw, sw)):
+            o = -(-(size + before + after - k) // s) + 1
+            if (o - 1) * s >= size + before:  # the last window would start in the padding: torch drops it
+                o -= 1
+            out.append(o)
+            extra.append(max((o - 1) * s + k - (size + before + after), 0))
+        out = tuple(out)
+        pads = ((pads[0][0], pads[0][1] + extra[0]), (pads[1][0], pads[1][1] + extra[1]))
     return out, pads, (kh, kw), (sh, sw), same
 
 
@@ -90,15 +117,15 @@ def _pad(x, pads, value):
     return out
 
 
-def _windows(xpad, out_hw, k, s):
+def _windows(xpad, out_hw, k, s, d=(1, 1)):
     """A strided view (N, C, OH, kh, OW, kw) of the pooling windows (no copy).
 
     Non-overlapping windows (stride == pool) are a reshape of the cropped input (the fast path); otherwise
     ``as_strided`` builds the view with strides (sN, sC, sH*sh, sH, sW*sw, sW).
     """
     n, c = xpad.shape[:2]
-    (oh, ow), (kh, kw), (sh, sw) = out_hw, k, s
-    if (kh, kw) == (sh, sw):
+    (oh, ow), (kh, kw), (sh, sw), (dh, dw) = out_hw, k, s, d
+    if (kh, kw) == (sh, sw) and d == (1, 1):
         return xpad[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)
     xp = get_array_module(xpad)
     if xp is np:
@@ -106,23 +133,25 @@ def _windows(xpad, out_hw, k, s):
     else:  # pragma: no cover - GPU only
         from cupy.lib.stride_tricks import as_strided
     sn, sc, s_h, s_w = xpad.strides
-    return as_strided(xpad, (n, c, oh, kh, ow, kw), (sn, sc, s_h * sh, s_h, s_w * sw, s_w))
+    return as_strided(xpad, (n, c, oh, kh, ow, kw), (sn, sc, s_h * sh, s_h * dh, s_w * sw, s_w * dw))
 
 
-def _scatter_target(dxpad, out_hw, k, s, i, j):
+def _scatter_target(dxpad, out_hw, k, s, i, j, d=(1, 1)):
     """Writable view of the input-gradient cells that window offset (i, j) touches: (N, C, OH, OW)."""
     (oh, ow), (sh, sw) = out_hw, s
+    i, j = i * d[0], j * d[1]
     return dxpad[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
 
 
 # ----------------------------------------------------------------------------- max pooling
-def max_pool2d_forward(x, pool_size, strides=None, padding=0):
+def max_pool2d_forward(x, pool_size, strides=None, padding=0, ceil_mode=False, dilation=1):
     """Max pooling: y[n, c, i, j] = max of the window at (i*sh, j*sw) of the (-inf padded) input.
 
     Args:
         x: (N, C, H, W) float array.
         pool_size: int or (kh, kw); strides: int, pair or None (= pool_size);
         padding: "valid", "same", int or (ph, pw) (see the module docstring).
+        ceil_mode, dilation: PyTorch's (see the module docstring).
     Returns:
         (y, cache); cache is what :func:`max_pool2d_backward` needs.
     Shape: (N, C, H, W) -> (N, C, OH, OW) with OH = floor((H + top + bottom - kh) / sh) + 1
@@ -132,20 +161,23 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
     Example: ``y, cache = max_pool2d_forward(x, 2)`` halves H and W.
     """
     _check_4d(x, "max_pool2d")
-    out_hw, pads, k, s, _ = pool_output_shape(x.shape[2:], pool_size, strides, padding, "max_pool2d")
+    out_hw, pads, k, s, _ = pool_output_shape(x.shape[2:], pool_size, strides, padding, "max_pool2d",
+                                              ceil_mode, dilation)
+    d = pair(dilation, "dilation", "max_pool2d")
     xpad = _pad(x, pads, -np.inf)
-    if get_array_module(x) is not np:  # GPU: convnp.cuda's one-pass max+argmax kernel when it can run
+    kernels_fit = d == (1, 1) and x.size > 0  # dilated windows and empty batches take the loop below
+    if kernels_fit and get_array_module(x) is not np:  # GPU: convnp.cuda's one-pass max+argmax kernel
         found = cuda_ops.max_pool2d_forward(xpad, out_hw, k, s)
         if found is not None:
             cache = _KernelArgmaxCache((xpad, found[0], x.shape, out_hw, pads, k, s))
             cache.argmax = found[1]  # (N, C, OH, OW) int32, read by max_pool2d_backward
             return found[0], cache
-    if k in accel.POOL_WINDOWS and accel.enabled_for(x):  # CPU: the compiled one-pass max + argmax kernel
+    if kernels_fit and k in accel.POOL_WINDOWS and accel.enabled_for(x):  # CPU: the compiled max + argmax
         y, flat_argmax = accel.kernels.max_pool2d(xpad, out_hw, k, s)
         cache = _KernelArgmaxCache((xpad, y, x.shape, out_hw, pads, k, s))
         cache.flat_argmax = flat_argmax  # (N, C, OH, OW) int32: row * Wp + col in the padded plane
         return y, cache
-    win = _windows(xpad, out_hw, k, s)  # (N, C, OH, kh, OW, kw) view
+    win = _windows(xpad, out_hw, k, s, d)  # (N, C, OH, kh, OW, kw) view
     # an elementwise maximum over the kh*kw window offsets (strided slices) is ~20x faster than a
     # reduction over the window axes of the view, for overlapping and disjoint windows alike
     y = win[:, :, :, 0, :, 0].copy()  # (N, C, OH, OW)
@@ -154,7 +186,9 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0):
         for j in range(k[1]):
             if i or j:
                 xp.maximum(y, win[:, :, :, i, :, j], out=y)
-    return y, (xpad, y, x.shape, out_hw, pads, k, s)
+    cache = _KernelArgmaxCache((xpad, y, x.shape, out_hw, pads, k, s))
+    cache.dilation = d
+    return y, cache
 
 
 class _KernelArgmaxCache(tuple):
@@ -162,13 +196,14 @@ class _KernelArgmaxCache(tuple):
     (GPU: window index) or ``flat_argmax`` (CPU accel: index in the padded plane)."""
     argmax = None
     flat_argmax = None
+    dilation = (1, 1)
 
 
 def max_pool2d_argmax(cache):
     """Flat index i*kw + j (row-major in the window) of the first maximum of every window: (N, C, OH, OW) int64."""
     xpad, y, _, out_hw, _, k, s = cache
     xp = get_array_module(y)
-    win = _windows(xpad, out_hw, k, s)
+    win = _windows(xpad, out_hw, k, s, getattr(cache, "dilation", (1, 1)))
     idx = xp.full(y.shape, -1, dtype=xp.int64)
     for i in range(k[0]):
         for j in range(k[1]):
@@ -191,18 +226,20 @@ def max_pool2d_backward(dy, cache):
         if dx is not None:
             return dx
     xp = get_array_module(dy)
-    win = _windows(xpad, out_hw, k, s)
+    d = getattr(cache, "dilation", (1, 1))
+    win = _windows(xpad, out_hw, k, s, d)
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)
     free = xp.ones(y.shape, dtype=bool)  # window has not given its gradient away yet (first max only)
     hit = xp.empty(y.shape, dtype=bool)
-    part = None if k == s else xp.empty(y.shape, dtype=dy.dtype)
+    disjoint = k == s and d == (1, 1)
+    part = None if disjoint else xp.empty(y.shape, dtype=dy.dtype)
     for i in range(k[0]):
         for j in range(k[1]):
             xp.equal(win[:, :, :, i, :, j], y, out=hit)
             hit &= free
             free ^= hit  # hit is a subset of free: xor clears exactly the windows served now
-            target = _scatter_target(dxpad, out_hw, k, s, i, j)  # (N, C, OH, OW) strided view
-            if k == s:  # disjoint windows: every cell is written once
+            target = _scatter_target(dxpad, out_hw, k, s, i, j, d)  # (N, C, OH, OW) strided view
+            if disjoint:  # disjoint windows: every cell is written once
                 xp.multiply(hit, dy, out=target)
             else:  # overlapping windows add up
                 xp.multiply(hit, dy, out=part)
@@ -211,26 +248,75 @@ def max_pool2d_backward(dy, cache):
     return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
 
 
+def max_pool2d_indices(cache):
+    """PyTorch's ``return_indices``: flat index row * W + col of each maximum in its (unpadded) (N, C) plane,
+    (N, C, OH, OW) int64, with row = oh*sh + (a // kw)*dh - top for window index a, col likewise."""
+    xpad, y, x_shape, out_hw, pads, k, s = cache
+    d = getattr(cache, "dilation", (1, 1))
+    xp = get_array_module(y)
+    a = max_pool2d_argmax(cache)                                     # (N, C, OH, OW) index in the window
+    rows = xp.arange(out_hw[0])[:, None] * s[0] + (a // k[1]) * d[0] - pads[0][0]
+    cols = xp.arange(out_hw[1])[None, :] * s[1] + (a % k[1]) * d[1] - pads[1][0]
+    return (rows * x_shape[3] + cols).astype(xp.int64)
+
+
+def max_unpool2d_forward(x, indices, output_hw):
+    """Inverse of max pooling (PyTorch's ``max_unpool2d``): y[n, c].flat[indices[n, c, i, j]] = x[n, c, i, j],
+    zeros elsewhere. Shape: (N, C, H, W) with indices of the same shape -> (N, C, *output_hw).
+    Returns (y, cache)."""
+    _check_4d(x, "max_unpool2d")
+    if tuple(indices.shape) != tuple(x.shape):
+        raise ValueError(f"max_unpool2d: indices shape {tuple(indices.shape)} differs from the input shape "
+                         f"{tuple(x.shape)}")
+    xp = get_array_module(x)
+    n, c = x.shape[:2]
+    oh, ow = int(output_hw[0]), int(output_hw[1])
+    flat = indices.reshape(n, c, -1)
+    if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= oh * ow):
+        raise ValueError(f"max_unpool2d: indices must lie in [0, {oh * ow}) for an output of {oh}x{ow}, "
+                         f"got {int(flat.min())}..{int(flat.max())}")
+    y = xp.zeros((n, c, oh * ow), dtype=x.dtype)
+    xp.put_along_axis(y, flat, x.reshape(n, c, -1), axis=2)
+    return y.reshape(n, c, oh, ow), (flat, x.shape)
+
+
+def max_unpool2d_backward(dy, cache):
+    """dx = dy gathered at the indices. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
+    flat, x_shape = cache
+    xp = get_array_module(dy)
+    return xp.take_along_axis(dy.reshape(dy.shape[0], dy.shape[1], -1), flat, axis=2).reshape(x_shape)
+
+
 # ----------------------------------------------------------------------------- average pooling
-def _real_cell_counts(xp, size, out, k, s, before, dtype):
-    """How many real (non-padded) cells each window covers along one axis: (out,)."""
+def _real_cell_counts(xp, size, out, k, s, before, dtype, pad_end=None):
+    """How many real (non-padded) cells each window covers along one axis: (out,). With ``pad_end`` (torch's
+    count_include_pad), the cells up to ``size + pad_end`` count too (the user's padding, not ceil_mode's)."""
     start = np.arange(out) * s - before
-    counts = np.minimum(start + k, size) - np.maximum(start, 0)
+    if pad_end is not None:
+        counts = np.minimum(start + k, size + pad_end) - start
+    else:
+        counts = np.minimum(start + k, size) - np.maximum(start, 0)
     return xp.asarray(counts.astype(dtype))
 
 
-def avg_pool2d_forward(x, pool_size, strides=None, padding=0):
+def avg_pool2d_forward(x, pool_size, strides=None, padding=0, ceil_mode=False, count_include_pad=True,
+                       divisor_override=None):
     """Average pooling: y = mean of each window.
 
     With an int/pair padding the padded zeros count in the mean (divisor kh*kw, PyTorch's
     ``count_include_pad=True``); with "same" only the real cells are averaged (Keras).
+    ``count_include_pad=False`` divides by the real cells; ``divisor_override`` (a positive int) replaces
+    the divisor; ``ceil_mode`` as PyTorch (the cells past the user's padding never count).
 
     Args: as :func:`max_pool2d_forward`. Returns (y, cache).
     Shape: (N, C, H, W) -> (N, C, OH, OW), OH = floor((H + top + bottom - kh) / sh) + 1.
     Example: ``y, cache = avg_pool2d_forward(x, 3, 2, padding=1)``.
     """
     _check_4d(x, "avg_pool2d")
-    out_hw, pads, k, s, same = pool_output_shape(x.shape[2:], pool_size, strides, padding, "avg_pool2d")
+    out_hw, pads, k, s, same = pool_output_shape(x.shape[2:], pool_size, strides, padding, "avg_pool2d", ceil_mode)
+    if divisor_override is not None and (isinstance(divisor_override, bool) or int(divisor_override) != divisor_override
+                                         or divisor_override < 1):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive integer, got {divisor_override!r}")
     xp = get_array_module(x)
     xpad = _pad(x, pads, 0)
     win = _windows(xpad, out_hw, k, s)
@@ -242,9 +328,12 @@ def avg_pool2d_forward(x, pool_size, strides=None, padding=0):
             for j in range(k[1]):
                 if i or j:
                     y += win[:, :, :, i, :, j]
-    if same:
-        ch = _real_cell_counts(xp, x.shape[2], out_hw[0], k[0], s[0], pads[0][0], x.dtype)
-        cw = _real_cell_counts(xp, x.shape[3], out_hw[1], k[1], s[1], pads[1][0], x.dtype)
+    if divisor_override is not None:
+        divisor = x.dtype.type(divisor_override)
+    elif same or not count_include_pad or ceil_mode:
+        ends = (None, None) if same or not count_include_pad else (pads[0][0], pads[1][0])  # user's symmetric pad
+        ch = _real_cell_counts(xp, x.shape[2], out_hw[0], k[0], s[0], pads[0][0], x.dtype, ends[0])
+        cw = _real_cell_counts(xp, x.shape[3], out_hw[1], k[1], s[1], pads[1][0], x.dtype, ends[1])
         divisor = ch[:, None] * cw[None, :]  # (OH, OW)
     else:
         divisor = x.dtype.type(k[0] * k[1])

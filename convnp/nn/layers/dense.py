@@ -7,6 +7,7 @@ from ...backend import get_array_module, make_rng
 from .. import init as initializers
 from ..module import Module
 from ..parameter import Parameter
+from ._checks import check_numeric
 from .activation import get_activation_layer
 
 
@@ -16,8 +17,12 @@ class Flatten(Module):
     gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def forward(self, x):
+        check_numeric(self, x)
+        if x.ndim < 2:  # (5,) would become (5, 1): five samples of one feature, never what was meant
+            raise ValueError(f"Flatten: expected a batch (N, ...) of at least 2 dimensions, got shape {tuple(x.shape)}; "
+                             "add the batch axis, e.g. x[None]")
         self._save_cache(x.shape)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1 if x.shape[0] else int(np.prod(x.shape[1:])))  # (N = 0 has no -1)
 
     def backward(self, dy):
         return dy.reshape(self._get_cache())

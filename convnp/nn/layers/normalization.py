@@ -17,7 +17,7 @@ class _BatchNorm(Module):
     _layout = "(N, C, H, W)"
 
     def __init__(self, num_features: int | None = None, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True):
+                 affine: bool = True, track_running_stats: bool = True, bias: bool = True):
         super().__init__()
         name = type(self).__name__
         if num_features is not None and (isinstance(num_features, bool) or int(num_features) != num_features
@@ -32,6 +32,8 @@ class _BatchNorm(Module):
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        self.use_bias = bool(bias)  # (PyTorch's keyword ``bias``; the attribute ``bias`` is the Parameter)
         self.weight = None
         self.bias = None
         self.register_buffer("running_mean", None)
@@ -53,10 +55,12 @@ class _BatchNorm(Module):
         self.num_features = c
         if self.affine:
             self.weight = Parameter(np.ones(c, np.float32))
-            self.bias = Parameter(np.zeros(c, np.float32))
-        self.running_mean = np.zeros(c, np.float32)
-        self.running_var = np.ones(c, np.float32)
-        self.num_batches_tracked = np.array(0, np.int64)
+            if self.use_bias:
+                self.bias = Parameter(np.zeros(c, np.float32))
+        if self.track_running_stats:
+            self.running_mean = np.zeros(c, np.float32)
+            self.running_var = np.ones(c, np.float32)
+            self.num_batches_tracked = np.array(0, np.int64)
 
     def forward(self, x):
         self._check(x.shape)
@@ -65,16 +69,18 @@ class _BatchNorm(Module):
                              f"{x.shape[1]} (input shape {tuple(x.shape)})")
         w = self.weight.data if self.weight is not None else None
         b = self.bias.data if self.bias is not None else None
+        batch_stats = self.training or not self.track_running_stats  # no running stats: always the batch's
         y, cache, (mean, var) = N.batch_norm_forward(x, w, b, self.running_mean, self.running_var,
-                                                     training=self.training, eps=self.eps)
-        if self.training:
+                                                     training=batch_stats, eps=self.eps)
+        if self.training and self.track_running_stats:
             xp = get_array_module(self.running_mean)
             tracked = self.num_batches_tracked + 1
             self.num_batches_tracked = xp.asarray(tracked, dtype=xp.int64)
             momentum = self.momentum if self.momentum is not None else 1.0 / int(tracked)
-            rm, rv = N.update_running_stats(self.running_mean, self.running_var, mean, var, momentum)
-            self.running_mean = rm
-            self.running_var = rv
+            if mean is not None:  # an empty batch counts (as in PyTorch) but moves no statistic
+                rm, rv = N.update_running_stats(self.running_mean, self.running_var, mean, var, momentum)
+                self.running_mean = rm
+                self.running_var = rv
         self._save_cache(cache)
         return y
 
@@ -82,6 +88,7 @@ class _BatchNorm(Module):
         dx, dw, db = N.batch_norm_backward(dy, self._get_cache())
         if self.weight is not None:
             self.weight.accumulate_grad(dw)
+        if self.bias is not None:
             self.bias.accumulate_grad(db)
         return dx
 
@@ -103,9 +110,13 @@ class BatchNorm2D(_BatchNorm):
         eps: added to the variance (1e-5).
         momentum: weight of the new batch in the running averages (0.1); None = cumulative average.
         affine: learn ``weight`` (ones) and ``bias`` (zeros).
+        track_running_stats: False keeps no running statistics (no buffers): batch statistics in training
+            and in eval, as PyTorch.
+        bias: False (with affine) learns the scale ``weight`` only (PyTorch's ``bias=False``).
 
     State: parameters ``weight``, ``bias``; buffers ``running_mean``, ``running_var``,
     ``num_batches_tracked`` (int64), so torchvision state dicts load as they are.
+    An empty batch (N = 0) passes through (forward and backward), counted in ``num_batches_tracked``.
     Shape: (N, C, H, W) -> (N, C, H, W). Example: ``BatchNorm2D()`` after ``Conv2D(64, 3, use_bias=False)``.
     """
 
