@@ -101,17 +101,55 @@ def save_checkpoint(path, model, optimizer=None, epoch: int = 0, state: dict | N
     entries["state"] = _text(json.dumps(full_state))
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint follows the umask like other outputs
         os.replace(tmp, path)
+    except OSError as e:
+        raise type(e)(f"cannot write checkpoint {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: a temporary file of a checkpoint write older than this many seconds is left over from a killed writer
+STALE_SECONDS = 60.0
+
+
+def remove_stale_temp_files(path, older_than: float = STALE_SECONDS) -> list:
+    """Delete ``.NAME.npz.XXXX.tmp`` files of the target ``path`` left by a writer killed mid-write (SIGKILL
+    skips the cleanup); only those older than ``older_than`` seconds, so a concurrent writer is not disturbed.
+    Returns the removed paths."""
+    import time
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    removed = []
+    try:
+        candidates = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for f in candidates:
+        if f.startswith(f".{name}.") and f.endswith(".tmp"):
+            full = os.path.join(directory, f)
+            try:
+                if now - os.path.getmtime(full) > older_than:
+                    os.remove(full)
+                    removed.append(full)
+            except OSError:
+                pass
+    return removed
 
 
 def save_model(model, path, input_shape=None, optimizer=None) -> str:

@@ -213,4 +213,19 @@ def load_onnx(path) -> OnnxGraph:
         model.add_module(name, layer)
         data_input = next(n for n in node.input if n not in consts)
         model.steps.append(("layer", name, (data_input,), node.output[0]))
+    _check_wiring(path, model)
     return model.eval()
+
+
+def _check_wiring(path, model) -> None:
+    """Every step's inputs must be the graph input or an earlier step's output, and the graph output must be
+    produced: a dangling name would otherwise be a KeyError at forward time."""
+    known = {model.input_name}
+    for kind, name, ins, out in model.steps:
+        for i in ins:
+            if i not in known:
+                raise ValueError(f"{path}: ONNX node {name or kind!r} reads {i!r}, which is neither the graph input "
+                                 f"{model.input_name!r} nor the output of an earlier node (dangling input)")
+        known.add(out)
+    if model.output_name not in known:
+        raise ValueError(f"{path}: the ONNX graph output {model.output_name!r} is not produced by any node")
