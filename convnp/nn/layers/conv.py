@@ -9,7 +9,7 @@ import numpy as np
 
 from ...functional import conv as C
 from ...functional.padding import PAD_MODES, normalize_pads
-from ...backend import make_rng
+from ...backend import get_array_module, make_rng
 from ...utils.args import pair, positive_int
 from .. import init as initializers
 from ..module import Module
@@ -107,7 +107,9 @@ class Conv2D(Module):
     def forward(self, x):
         check_numeric(self, x)
         self.check_input(x, 4, self.in_channels)
-        self.output_shape(x.shape)  # validates kernel vs padded input, naming this layer
+        out_shape = self.output_shape(x.shape)  # validates kernel vs padded input, naming this layer
+        if x.shape[0] == 0:
+            return _empty_batch(self, x, out_shape)
         fuse_relu = type(self.act) is ReLU  # max(y, 0) inside the convolution, its backward too
         y, cache = C.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
                                     self.strides, self.padding, self.dilation_rate, self.groups, self.padding_mode,
@@ -225,7 +227,9 @@ class Conv2DTranspose(Module):
 
     def forward(self, x):
         self.check_input(x, 4, self.in_channels)
-        self.output_shape(x.shape)
+        out_shape = self.output_shape(x.shape)
+        if x.shape[0] == 0:
+            return _empty_batch(self, x, out_shape)
         y, cache = C.conv_transpose2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
                                               self.strides, self.padding, self.output_padding, self.dilation_rate,
                                               self.groups)
@@ -251,6 +255,12 @@ def _conv_layer_backward(layer, dy, backward_fn):
     if expected is not None and tuple(getattr(dy, "shape", ())) != expected:
         raise ValueError(f"{type(layer).__name__}.backward: dy must have the shape of the forward output "
                          f"{expected}, got {tuple(getattr(dy, 'shape', ()))}")
+    if "empty_input" in cache:  # N = 0: zero parameter gradients, an empty input gradient
+        xp = get_array_module(dy)
+        layer.weight.accumulate_grad(xp.zeros(layer.weight.data.shape, dtype=dy.dtype))
+        if layer.bias is not None:
+            layer.bias.accumulate_grad(xp.zeros(layer.bias.data.shape, dtype=dy.dtype))
+        return xp.zeros(cache["empty_input"], dtype=dy.dtype) if layer.compute_input_grad else None
     fused_relu = cache.get("relu_out") is not None  # then backward_fn applies the ReLU's backward itself
     if layer.act is not None and not fused_relu:
         dy = layer.act.backward(dy)
@@ -259,6 +269,13 @@ def _conv_layer_backward(layer, dy, backward_fn):
     if layer.bias is not None:
         layer.bias.accumulate_grad(db)
     return dx
+
+
+def _empty_batch(layer, x, out_shape):
+    """Forward of an empty batch (N = 0), kept out of functional.conv: an empty (0, filters, OH, OW) output
+    (the activation of nothing is nothing) and a cache that ``_conv_layer_backward`` recognizes."""
+    layer._save_cache({"empty_input": tuple(x.shape)})
+    return get_array_module(x).zeros(out_shape, dtype=x.dtype)
 
 
 def _build_conv_params(layer, input_shape, weight_lead):

@@ -22,7 +22,7 @@ class Flatten(Module):
             raise ValueError(f"Flatten: expected a batch (N, ...) of at least 2 dimensions, got shape {tuple(x.shape)}; "
                              "add the batch axis, e.g. x[None]")
         self._save_cache(x.shape)
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], -1 if x.shape[0] else int(np.prod(x.shape[1:])))  # (N = 0 has no -1)
 
     def backward(self, dy):
         return dy.reshape(self._get_cache())
