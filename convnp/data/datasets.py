@@ -2,7 +2,7 @@
 downloaded from the standard public mirrors on request. ``load_dataset(name)`` covers MNIST too.
 
 Files are looked for in ``directory`` when given, else in ``$CONVNP_DATA/<name>`` or
-``~/.cache/convnp/<name>``. Nothing touches the network unless ``download=True``.
+``$XDG_CACHE_HOME/convnp/<name>`` (default ``~/.cache/convnp/<name>``). Nothing touches the network unless ``download=True``.
 """
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ _CIFAR_RECORD = 1 + 3 * 32 * 32  # label byte + 3 planes of 32x32 pixels
 
 
 def data_home(name: str) -> str:
-    """The cache directory of a data set: ``$CONVNP_DATA/<name>`` or ``~/.cache/convnp/<name>``."""
-    root = os.environ.get("CONVNP_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "convnp")
+    """The cache directory of a data set: ``$CONVNP_DATA/<name>``, else ``$XDG_CACHE_HOME/convnp/<name>``, else
+    ``~/.cache/convnp/<name>`` (the compiled kernels follow the same XDG rule)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    root = os.environ.get("CONVNP_DATA") or os.path.join(cache, "convnp")
     return os.path.join(root, name)
 
 

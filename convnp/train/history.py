@@ -60,6 +60,7 @@ class History:
             if path is not None:
                 matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install \"convnp[plots]\"") from None
         metrics = [k for k in self.history if not k.startswith("val_") and k not in ("lr", "time")]
@@ -71,6 +72,7 @@ class History:
                     points = [(e, v) for e, v in zip(self.epoch, values) if v is not None]
                     ax.plot([p[0] for p in points], [p[1] for p in points], style, label=name, markersize=3)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3: no 1.5
             ax.set_title(key)
             ax.grid(alpha=0.3)
             ax.legend()

@@ -139,6 +139,7 @@ def plot_history(history, metrics=None, title=None, path=None, dpi: int = 100):
     if not panels:
         raise ValueError(f"plot_history: nothing to plot; logged values: {', '.join(columns) or 'none'}")
     fig = new_figure(4.5 * len(panels), 3.4, dpi=dpi)
+    from matplotlib.ticker import MaxNLocator  # matplotlib is there: new_figure checked
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, base in zip(axes, panels):
         for key, style, label in ((base, "-o", "train"), (f"val_{base}", "--s", "validation")):
@@ -149,6 +150,7 @@ def plot_history(history, metrics=None, title=None, path=None, dpi: int = 100):
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], style, label=label, markersize=3)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3: no 1.5
         ax.set_title(base)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
