@@ -162,3 +162,42 @@ def test_fifty_parallel_predictions_on_a_live_server(app):
 def test_default_checkpoint_is_shipped():
     import os
     assert os.path.getsize(DEFAULT_CHECKPOINT) < 4 * 1024 * 1024
+
+
+def test_favicon_and_local_docs(client):
+    import re
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert b"<svg" in icon.content
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    pages = {"/": client.get("/").text, "/docs": docs.text}
+    for name, html in pages.items():
+        refs = re.findall(r'(?:src|href)\s*=\s*["\']([^"\']+)', html) + re.findall(r'url:\s*["\']([^"\']+)', html)
+        assert refs, name
+        for ref in refs:
+            assert not re.match(r"^(https?:)?//", ref), f"{name} loads {ref} from outside this machine"
+            if ref.startswith("/") and not ref.startswith("/docs"):
+                assert client.get(ref).status_code == 200, f"{name} refers to {ref}, which is not served"
+
+
+def test_own_static_files_reference_no_external_url():
+    import os
+    import re
+    from convnp.serve.app import STATIC_DIR
+    for name in os.listdir(STATIC_DIR):
+        text = open(os.path.join(STATIC_DIR, name), encoding="utf-8").read()
+        # the SVG's xmlns is a name, not a download
+        urls = [u for u in re.findall(r"https?://[^\s\"'<>)]+", text) if u != "http://www.w3.org/2000/svg"]
+        assert not urls, f"{name}: {urls}"
+
+
+def test_all_extra_holds_every_cpu_extra():
+    import os
+    import re
+    text = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")).read()
+    section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = {m.group(1): set(re.findall(r'"([A-Za-z0-9_.-]+)', m.group(2)))
+              for m in re.finditer(r"^([\w-]+) = \[(.*?)\]", section, re.S | re.M)}
+    for name in ("plots", "images", "progress", "exchange", "fast", "serve"):
+        assert extras[name] <= extras["all"], f"[all] lacks {extras[name] - extras['all']} of [{name}]"

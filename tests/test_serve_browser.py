@@ -31,14 +31,27 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(server.url + "/")
-        page.wait_for_function("document.querySelectorAll('#filters canvas').length > 0", timeout=30000)
-        yield page
+        yield browser
         browser.close()
+
+
+def _open(browser, server, width, requests=None):
+    page = browser.new_page(viewport={"width": width, "height": 1400})
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelectorAll('#filters canvas').length > 0", timeout=30000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    page = _open(browser, server, 1280)
+    yield page
+    page.close()
 
 
 def test_drawing_a_one_gives_a_prediction_and_feature_maps(page):
@@ -76,6 +89,70 @@ def test_bad_upload_shows_a_message_not_a_crash(page, tmp_path):
     page.set_input_files("#upload", str(bad))
     page.wait_for_function("document.getElementById('message').textContent.includes('not a readable image')",
                            timeout=30000)
+
+
+CANVAS_MEAN = """id => { const c = document.getElementById(id); const d = c.getContext('2d')
+    .getImageData(0, 0, c.width, c.height).data; let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i];
+    return s / (d.length / 4) / 255; }"""
+
+
+def test_upload_shows_the_picture_on_the_canvas_and_a_failed_upload_clears_the_result(page, tmp_path):
+    import numpy as np
+    image, label = mnist_test_digit(3)
+    paper = np.ones((240, 320))
+    paper[10:38, 10:38] = 1 - image                 # a small dark 0 in the corner of a white page
+    good = tmp_path / "page.png"
+    good.write_bytes(png_bytes(paper))
+    page.click("#clear")
+    page.set_input_files("#upload", str(good))
+    page.wait_for_function(f"document.getElementById('prediction').textContent === '{label}'", timeout=30000)
+    assert page.evaluate(CANVAS_MEAN, "draw") > 0.7  # the white 4:3 page, letterboxed: not the old black canvas
+    assert page.evaluate(CANVAS_MEAN, "preview") > 0.02
+    assert "Uploaded: page.png" in page.locator("#source").text_content()
+    card = page.locator("#input-card").bounding_box()
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG but not really")
+    page.set_input_files("#upload", str(bad))
+    page.wait_for_function("document.getElementById('message').textContent.length > 0", timeout=30000)
+    message = page.locator("#message").text_content()
+    assert message == "The upload is not a readable image: send a PNG, JPEG, GIF, BMP, TIFF or WebP file."
+    assert page.locator("#prediction").text_content() == "–"   # no earlier answer left on screen
+    assert page.locator("#bars .bar").count() == 0 and page.locator("#features canvas").count() == 0
+    assert page.evaluate(CANVAS_MEAN, "preview") == 0 and page.evaluate(CANVAS_MEAN, "draw") == 0
+    after = page.locator("#input-card").bounding_box()
+    assert abs(after["width"] - card["width"]) < 1 and abs(after["height"] - card["height"]) < 40
+
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(png_bytes(np.ones((50, 50))))
+    page.set_input_files("#upload", str(blank))
+    page.wait_for_function("document.getElementById('message').textContent.startsWith('No ink found')",
+                           timeout=30000)
+
+
+def test_filters_grid_has_full_rows_and_the_layer_table_is_a_table(page):
+    tops = page.locator("#filters canvas").evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    rows = {t: tops.count(t) for t in tops}
+    assert len(tops) == 30 and sorted(rows.values()) == [10, 10, 10]   # 3 rows of 10, not 29 + 1
+    assert page.locator("#layer-table table tbody tr").count() >= 5
+    assert "433,890" in page.locator("#layer-table tfoot").text_content()
+
+
+def test_narrow_screen_and_only_local_requests(browser, server):
+    requests = []
+    narrow = _open(browser, server, 420, requests)
+    try:
+        width = narrow.evaluate("document.documentElement.scrollWidth")
+        assert width <= 420, f"the page is {width} px wide at a 420 px viewport"
+        rights = narrow.locator(".card").evaluate_all("els => els.map(e => e.getBoundingClientRect().right)")
+        assert max(rights) <= 420
+        narrow.goto(server.url + "/docs")
+        narrow.wait_for_load_state("networkidle")  # Swagger UI (or the local page) has read /openapi.json
+        narrow.wait_for_function("document.body.innerText.includes('/api/predict')", timeout=30000)
+    finally:
+        narrow.close()
+    outside = [u for u in requests if not u.startswith(server.url) and not u.startswith("data:")]
+    assert not outside, outside
 
 
 def test_convolution_panel_shows_formula_and_slides(page):

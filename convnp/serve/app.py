@@ -158,9 +158,11 @@ def create_app(model=None, checkpoint: str | None = None, name: str | None = Non
         model = load(path)
         name = name or os.path.basename(path)
     play = Playground(model, name or type(model).__name__)
-    app = FastAPI(title="convnp playground", version="1.0",
+    app = FastAPI(title="convnp playground", version="1.0", docs_url=None, redoc_url=None,
                   description="Draw a digit and watch every layer of a convnp CNN respond.")
     app.state.playground = play
+    from .docs import add_docs_routes
+    add_docs_routes(app)  # /docs and /favicon.ico from this machine (no CDN)
 
     from .guard import LOOPBACK_HOSTS, RequestGuard
     # body counted as it arrives (chunked uploads too), Host checked when bound to localhost, slow bodies 408

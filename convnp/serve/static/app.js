@@ -13,7 +13,7 @@ function pointerPos(e) {
   const r = draw.getBoundingClientRect();
   return { x: (e.clientX - r.left) * draw.width / r.width, y: (e.clientY - r.top) * draw.height / r.height };
 }
-draw.addEventListener("pointerdown", (e) => { drawing = true; last = pointerPos(e); draw.setPointerCapture(e.pointerId); stroke(e); });
+draw.addEventListener("pointerdown", (e) => { $("source").textContent = "Your drawing on the canvas."; drawing = true; last = pointerPos(e); draw.setPointerCapture(e.pointerId); stroke(e); });
 draw.addEventListener("pointermove", (e) => { if (drawing) stroke(e); });
 ["pointerup", "pointercancel", "pointerleave"].forEach((t) => draw.addEventListener(t, () => { drawing = false; last = null; }));
 function stroke(e) {
@@ -26,27 +26,62 @@ function schedule() {  // update as the user draws, at most every 150 ms
   if (pending) return;
   pending = setTimeout(() => { pending = null; draw.toBlob((b) => analyse(b, "canvas.png")); }, 150);
 }
-$("clear").onclick = () => { clearCanvas(); $("prediction").textContent = "–"; $("bars").innerHTML = "";
-  $("features").innerHTML = ""; $("message").textContent = ""; };
-$("upload").onchange = (e) => { const f = e.target.files[0]; if (f) analyse(f, f.name); };
+function clearResults() {  // nothing on screen may describe an input that is no longer there
+  $("prediction").textContent = "–"; $("bars").innerHTML = ""; $("features").innerHTML = "";
+  ["preview", "saliency", "gradcam"].forEach((id) => { const c = $(id); c.getContext("2d").clearRect(0, 0, c.width, c.height); });
+}
+$("clear").onclick = () => { clearCanvas(); clearResults(); $("message").textContent = "";
+  $("source").textContent = "Draw with the mouse or a finger."; $("upload").value = ""; };
+$("upload").onchange = (e) => { const f = e.target.files[0]; if (f) upload(f); };
+
+async function upload(file) {  // the canvas shows the uploaded picture, so canvas and result agree
+  clearResults(); $("message").textContent = "";
+  $("source").textContent = `Uploaded: ${file.name}`;
+  try {
+    const bitmap = await createImageBitmap(file);
+    const s = Math.min(draw.width / bitmap.width, draw.height / bitmap.height);
+    const w = bitmap.width * s, h = bitmap.height * s;
+    clearCanvas(); ctx.drawImage(bitmap, (draw.width - w) / 2, (draw.height - h) / 2, w, h);
+  } catch (err) {  // the browser cannot show it: nothing of an earlier drawing stays on the canvas
+    clearCanvas();
+  }
+  analyse(file, file.name);
+}
+
+function sentence(text) {  // one short sentence for the message line
+  const t = String(text || "").trim();
+  return t ? t.charAt(0).toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".") : "";
+}
 
 async function post(path, blob, name) {
   const form = new FormData(); form.append("file", blob, name);
-  const res = await fetch(path, { method: "POST", body: form });
-  const body = await res.json();
-  if (!res.ok) throw new Error(body.detail || res.statusText);
+  let res;
+  try { res = await fetch(path, { method: "POST", body: form }); }
+  catch (err) { throw new Error("cannot reach the playground server"); }
+  let body = null;
+  try { body = await res.json(); } catch (err) { body = null; }
+  if (!res.ok) {
+    const detail = body && typeof body.detail === "string" ? body.detail : `the server answered ${res.status}`;
+    throw new Error(detail);
+  }
   return body;
 }
 
+let analysis = 0;
 async function analyse(blob, name) {
+  const mine = ++analysis;  // only the newest input may update the page
   try {
     const out = await post("/api/features", blob, name);
+    if (mine !== analysis) return;
     $("message").textContent = "";
     showPrediction(out); showFeatures(out.layers); paint($("preview"), out.input);
     const sal = await post("/api/saliency", blob, name);
+    if (mine !== analysis) return;
     paint($("saliency"), sal.saliency, "heat"); paint($("gradcam"), sal.grad_cam, "heat");
   } catch (err) {
-    $("message").textContent = err.message;
+    if (mine !== analysis) return;
+    clearResults();
+    $("message").textContent = sentence(err.message);
   }
 }
 
@@ -86,11 +121,23 @@ function showFeatures(layers) {
   }
 }
 
+function gridColumns(n) {  // columns that divide n evenly (30 -> 10, 32 -> 8), so no row holds one lone filter
+  for (const k of [10, 8, 6, 9, 12, 7, 5, 4]) if (n % k === 0 && n / k >= 2) return k;
+  return Math.min(n, 8);
+}
+
 async function loadInfo() {
   const info = await (await fetch("/api/info")).json();
   $("model-name").textContent = info.name;
-  $("layer-table").textContent = info.summary;
+  const esc = (v) => String(v).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
+  const total = info.layers.reduce((a, l) => a + l.params, 0);
+  $("layer-table").innerHTML = "<table class=\"layers\"><thead><tr><th>Layer</th><th>Type</th><th>Output shape</th>" +
+    "<th>Params</th></tr></thead><tbody>" + info.layers.map((l) =>
+      `<tr><td>${esc(l.name)}</td><td>${esc(l.type)}</td><td>(${l.output_shape.map((v) => v === null ? "N" : v).join(", ")})</td>` +
+      `<td>${l.params.toLocaleString("en")}</td></tr>`).join("") +
+    `</tbody><tfoot><tr><td colspan="3">Total</td><td>${total.toLocaleString("en")}</td></tr></tfoot></table>`;
   const grid = $("filters"); grid.innerHTML = "";
+  grid.style.gridTemplateColumns = `repeat(${gridColumns(info.filters.length)}, max-content)`;
   info.filters.forEach((f) => grid.appendChild(smallCanvas(f, 40)));
 }
 
