@@ -35,8 +35,8 @@ LAYERS = [
 LEVEL = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 
 #: edges that break the order today, each owned by someone who is removing it; this list only shrinks.
-#: issue 18 (the lead): convnp/accel/threads.py decides thread policy by looking at nn's layer classes.
-KNOWN_UPWARD_EDGES_OWNED_BY_ISSUE_18 = {("accel", "nn")}
+#: Empty now: issue 18 (the lead) removed accel/threads.py's import of nn (thread policy left nn).
+KNOWN_UPWARD_EDGES_OWNED_BY_ISSUE_18: set = set()
 
 
 def _unit_of_file(path: pathlib.Path) -> tuple[str, list[str]]:
