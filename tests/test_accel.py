@@ -15,7 +15,8 @@ pytest.importorskip("numba")
 import convnp  # noqa: E402
 from convnp import accel, optim  # noqa: E402
 from convnp.functional import activation as A  # noqa: E402
-from convnp.functional import conv as C  # noqa: E402
+from convnp.functional import conv as C
+from convnp.functional import conv_gemm as G  # noqa: E402
 from convnp.functional import pooling as P  # noqa: E402
 from convnp.nn.losses import CrossEntropyLoss  # noqa: E402
 from float_sums import assert_close_in_sum_order  # noqa: E402
@@ -76,9 +77,9 @@ def test_conv2d_forward_and_backward_equal_numpy_path(case, dtype, monkeypatch):
         magnitudes = run(*(np.abs(v).astype(np.float64) for v in (x, wt, b, dy)))
     n_terms = max(c // groups * kh * kw + 1, n * dy.shape[2] * dy.shape[3], f * kh * kw)
     # the default sizes (patches cached for backward) and tiny ones (patches streamed block by block)
-    for block_bytes, chunk_bytes in ((C.COL_BLOCK_BYTES, C.COL_CHUNK_BYTES), (4096, 4096)):
-        monkeypatch.setattr(C, "COL_BLOCK_BYTES", block_bytes)
-        monkeypatch.setattr(C, "COL_CHUNK_BYTES", chunk_bytes)
+    for block_bytes, chunk_bytes in ((G.COL_BLOCK_BYTES, G.COL_CHUNK_BYTES), (4096, 4096)):
+        monkeypatch.setattr(G, "COL_BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(G, "COL_CHUNK_BYTES", chunk_bytes)
         fast, ref = both_ways(run)
         for a, r, mag in zip(fast, ref, magnitudes):
             assert_close_in_sum_order(a, r, mag, n_terms, dtype)

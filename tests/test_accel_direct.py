@@ -8,6 +8,8 @@ import pytest
 from convnp import accel
 from convnp.accel import direct
 from convnp.functional import conv as C
+from convnp.functional import conv_direct
+from convnp.functional import conv_gemm as G
 from convnp.functional import conv2d_backward, conv2d_forward
 
 
@@ -179,17 +181,20 @@ def test_non_contiguous_input_and_nan_propagate():
     np.testing.assert_allclose(y[0], ref[0], rtol=1e-4, atol=1e-4)
 
 
-def test_other_cases_stay_on_numpy():
+def test_which_cases_the_stride_1_kernels_can_compute():
     x32 = np.zeros((2, 4, 8, 8), np.float32)
     w32 = np.zeros((4, 4, 3, 3), np.float32)
     geom = C._Geom(3, 3, 1, 1, 1, 1, 8, 8)
-    assert C._direct_ok(x32, w32, None, geom, 1)
-    assert not C._direct_ok(x32.astype(np.float64), w32.astype(np.float64), None, geom, 1)  # float64
-    assert not C._direct_ok(x32, w32, None, C._Geom(3, 3, 2, 2, 1, 1, 4, 4), 1)  # stride 2
-    assert not C._direct_ok(x32, w32[:, :2], None, geom, 2)  # groups
-    assert not C._direct_ok(x32, w32[:, :, :1, :1], None, C._Geom(1, 1, 1, 1, 1, 1, 8, 8), 1)  # 1x1
+    ok = conv_direct.direct_can_run
+    assert ok(x32, w32, None, geom, 1, "zeros") and ok(x32, w32, None, geom, 1, "reflect")
+    assert not ok(x32.astype(np.float64), w32.astype(np.float64), None, geom, 1, "zeros")  # float64
+    assert not ok(x32, w32, None, C._Geom(3, 3, 2, 2, 1, 1, 4, 4), 1, "zeros")  # stride 2
+    assert not ok(x32, w32[:, :2], None, geom, 2, "zeros")  # groups
+    assert not ok(x32, w32[:, :, :1, :1], None, C._Geom(1, 1, 1, 1, 1, 1, 8, 8), 1, "zeros")  # 1x1
     with accel.disabled():
-        assert not C._direct_ok(x32, w32, None, geom, 1)
+        assert not ok(x32, w32, None, geom, 1, "zeros")
+    with pytest.raises(ValueError, match="provider 'direct' cannot compute"):
+        C.conv2d_forward(x32.astype(np.float64), w32.astype(np.float64), provider="direct")
 
 
 def test_missing_compiler_means_not_available_with_a_reason(monkeypatch, tmp_path):
@@ -261,11 +266,11 @@ def test_strided_patches_match_numpy(stride, dilation):
     oh = (13 - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (14 - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     g = C._Geom(kh, kw, stride[0], stride[1], dilation[0], dilation[1], oh, ow)
-    col = C._im2col_t(xpad, g)
-    back = C._col2im_t(np.cos(col), xpad.shape, g)
+    col = G._im2col_t(xpad, g)
+    back = G._col2im_t(np.cos(col), xpad.shape, g)
     with accel.disabled():
-        col_ref = C._im2col_t(xpad, g)
-        back_ref = C._col2im_t(np.cos(col_ref), xpad.shape, g)
+        col_ref = G._im2col_t(xpad, g)
+        back_ref = G._col2im_t(np.cos(col_ref), xpad.shape, g)
     np.testing.assert_array_equal(col, col_ref)
     np.testing.assert_allclose(back, back_ref, rtol=1e-6, atol=1e-6)
 

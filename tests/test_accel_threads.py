@@ -52,22 +52,23 @@ def test_settings_come_back_after_an_error():
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel
 
 
-def test_chunked_inference_uses_it_and_matches_unchunked(monkeypatch):
+def test_chunked_inference_matches_unchunked_and_predict_moves_to_kernel_threads(monkeypatch):
+    from convnp.train.fit import predict
     model = convnp.models.get_model("deep_convnet", seed=0).eval()
     x = np.random.default_rng(0).random((150, 1, 28, 28), dtype=np.float32)
     seen = []
     original = direct.conv2d
 
     def spy(*args, **kwargs):
-        seen.append(direct.num_threads())
+        seen.append(_blas_threads()[0])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(direct, "conv2d", spy)
+    chunked = predict(model, x, batch_size=75)  # two batches: the second one on kernel threads (BLAS on one)
+    assert 1 in seen and seen[0] == _blas_threads()[0]
+    monkeypatch.setattr(convnp.nn.containers, "INFERENCE_CHUNK", None)
     with convnp.no_grad():
-        chunked = model(x)  # 150 > INFERENCE_CHUNK: chunks, with the kernel on every core
-        monkeypatch.setattr(convnp.nn.containers, "INFERENCE_CHUNK", None)
         whole = model(x)
-    assert os.cpu_count() in seen
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
@@ -81,45 +82,61 @@ def test_without_the_direct_kernel_blas_keeps_its_threads(monkeypatch):
         assert not changed and _blas_threads() == before
 
 
-def _threads_seen_in_a_training_step(monkeypatch, model, x):
-    """One forward and backward of ``model`` in train mode: (BLAS's thread count, the kernel's) each time a
-    conv layer's forward or backward runs."""
+def _threads_seen_in_training_steps(monkeypatch, model, x, steps=2):
+    """``steps`` forward+backward passes of ``model`` in train mode, each inside ``threads.step_threads`` as
+    ``convnp.train`` runs them: per step, the (BLAS threads, kernel threads) seen by each conv forward/backward."""
     from convnp.functional import conv as C
     seen = []
     for name in ("conv2d_forward", "conv2d_backward"):
         original = getattr(C, name)
 
         def spy(*args, _original=original, **kwargs):
-            seen.append((_blas_threads()[0], direct.num_threads()))
+            seen[-1].append((_blas_threads()[0], direct.num_threads()))
             return _original(*args, **kwargs)
         monkeypatch.setattr(C, name, spy)
     model.train()
-    y = model(x)
-    model.backward(np.ones_like(y))
+    for _ in range(steps):
+        seen.append([])
+        with threads.step_threads(model, x):
+            y = model(x)
+            model.backward(np.ones_like(y))
     return seen
 
 
-def test_a_training_step_of_a_direct_kernel_model_runs_on_kernel_threads(monkeypatch):
+def test_training_steps_of_a_direct_kernel_model_move_to_kernel_threads(monkeypatch):
     model = convnp.models.get_model("deep_convnet", seed=0)
-    assert threads.trains_on_kernel_threads(model)
     before_blas, before_kernel = _blas_threads(), direct.num_threads()
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
-    seen = _threads_seen_in_a_training_step(monkeypatch, model, x)
-    assert len(seen) == 12 and set(seen) == {(1, os.cpu_count())}  # 6 conv layers, forward and backward
+    first, second = _threads_seen_in_training_steps(monkeypatch, model, x)
+    assert len(first) == len(second) == 12  # 6 conv layers, forward and backward
+    assert set(first) == {(before_blas[0], before_kernel)}  # the first step of a shape: BLAS's threads, plans made
+    assert set(second) == {(1, os.cpu_count())}  # every conv ran in C: kernel threads, BLAS on one
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel  # restored in between
 
 
-def test_models_with_gemm_layers_keep_blas_threads_for_training(monkeypatch):
+def test_models_whose_convs_run_on_gemms_keep_blas_threads(monkeypatch):
     from convnp.nn import Conv2D, Dense, Flatten, Sequential
-    strided = Sequential([Conv2D(8, 3, strides=2, padding=1, in_channels=3), Flatten(), Dense(4)])
+    strided = Sequential([Conv2D(8, 3, strides=2, padding=1, in_channels=3), Flatten(), Dense(4)])  # 3 channels
     pointwise = Sequential([Conv2D(8, 1, in_channels=3), Flatten(), Dense(4)])
-    big_dense = Sequential([Conv2D(8, 3, padding=1, in_channels=3), Flatten(), Dense(2048, in_features=8 * 32 * 32)])
-    for model in (strided, pointwise, big_dense):
-        assert not threads.trains_on_kernel_threads(model)
     before = _blas_threads()
     x = np.random.default_rng(1).random((4, 3, 8, 8), dtype=np.float32)
-    seen = _threads_seen_in_a_training_step(monkeypatch, strided, x)
-    assert seen and all(blas == before[0] for blas, _ in seen)
+    for model in (strided, pointwise):
+        steps = _threads_seen_in_training_steps(monkeypatch, model, x, steps=3)
+        assert all(blas == before[0] for step in steps for blas, _ in step)
+
+
+def test_step_threads_follow_the_share_of_work_in_c_kernels():
+    from convnp.accel import planner
+    model = convnp.nn.Sequential([])
+    x = np.zeros((2, 3), np.float32)
+    for share, expect in ((1.0, True), (threads.KERNEL_SHARE, True), (0.5, False)):
+        with threads.step_threads(model, x):  # the first step records the share of its work
+            planner.tally("direct", share)
+            planner.tally("gemm", 1 - share)
+        with threads.step_threads(model, x) as kernel:
+            planner.tally("direct", share)
+            planner.tally("gemm", 1 - share)
+        assert kernel is expect, share
 
 
 def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
@@ -137,27 +154,11 @@ def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
     np.testing.assert_allclose(fused.bias.grad, plain[0].bias.grad, rtol=1e-4, atol=1e-4)
 
 
-def test_a_few_gemm_path_convs_among_many_direct_ones_still_train_on_kernel_threads():
-    from convnp.nn import Conv2D, Flatten, Dense, Sequential
-
-    def net(direct_convs, last=None):  # a 1x1 stride-2 conv (a projection shortcut) stays on the GEMM path
-        layers = [Conv2D(8, 3, padding=1, in_channels=8) for _ in range(direct_convs)]
-        return Sequential(layers + [last or Conv2D(8, 1, strides=2, in_channels=8), Flatten(), Dense(4)])
-    per_gemm = threads.DIRECT_CONVS_PER_GEMM_CONV
-    assert threads.trains_on_kernel_threads(net(per_gemm))
-    assert not threads.trains_on_kernel_threads(net(per_gemm - 1))
-    # a strided 3x3 conv with 8 input channels runs in the direct kernels (direct.conv2d_strided); with 4 it does not
-    assert threads.trains_on_kernel_threads(net(1, Conv2D(8, 3, strides=2, padding=1, in_channels=8)))
-    assert not threads.trains_on_kernel_threads(net(1, Conv2D(8, 3, strides=2, padding=1, in_channels=4)))
-    assert threads.trains_on_kernel_threads(convnp.models.get_model("resnet20_cifar"))  # 2 of 21 convs on GEMMs
-    # 4 of 20 on GEMMs (the 7x7 stem on 3 channels, three 1x1 stride-2 shortcuts): measured 495 vs 600 ms a step
-    assert threads.trains_on_kernel_threads(convnp.models.get_model("resnet18"))
-
-
-def test_resnet_training_step_runs_on_kernel_threads(monkeypatch):
+def test_resnet_training_steps_run_on_kernel_threads(monkeypatch):
     model = convnp.models.get_model("resnet20_cifar", seed=0)
     before_blas = _blas_threads()
     x = np.random.default_rng(3).random((4, 3, 32, 32), dtype=np.float32)
-    seen = _threads_seen_in_a_training_step(monkeypatch, model, x)
-    assert len(seen) == 2 * 19 and set(seen) == {(1, os.cpu_count())}
+    first, second = _threads_seen_in_training_steps(monkeypatch, model, x)
+    # fixed rules: every conv of ResNet-20 (identity shortcuts) runs in C, so the second step is on kernel threads
+    assert len(second) == 2 * 19 and set(second) == {(1, os.cpu_count())}
     assert _blas_threads() == before_blas

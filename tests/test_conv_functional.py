@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import convnp
 from convnp.functional import conv as C
+from convnp.functional import conv_gemm as G
 from convnp.functional.padding import normalize_pads, pad2d, pad2d_backward
 from convnp.gradcheck import max_relative_error, numerical_gradient
 
@@ -233,17 +234,16 @@ def test_need_dx_false_skips_input_gradient():
 
 
 def test_no_grad_skips_cache_and_bounds_memory(monkeypatch):
-    monkeypatch.setattr(C, "_direct_ok", lambda *args: False)  # the im2col + GEMM path's patch cache and chunks
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(6)  # the blocked GEMM provider's patch cache and chunks
     x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
-    full, cache = C.conv2d_forward(x, w, b, padding=1)
+    full, cache = C.conv2d_forward(x, w, b, padding=1, provider="gemm")
     assert cache["col"].nbytes == 8 * 16 * 9 * 32 * 32 * 4  # 4.7 MB: fits in one 8 MB chunk, cached
-    monkeypatch.setattr(C, "COL_CHUNK_BYTES", 600_000)  # one sample's col is 590 KB -> 1 sample per chunk
+    monkeypatch.setattr(G, "COL_CHUNK_BYTES", 600_000)  # one sample's col is 590 KB -> 1 sample per chunk
     tracemalloc.start()
     with convnp.no_grad():
-        y, cache = C.conv2d_forward(x, w, b, padding=1)
+        y, cache = C.conv2d_forward(x, w, b, padding=1, provider="gemm")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert cache is None
@@ -270,7 +270,7 @@ def test_chunked_im2col_matches_single_chunk(monkeypatch, stride, padding, dilat
     gt_ref = C.conv_transpose2d_backward(dyt, ct_ref)
     per_sample = 4 * 3 * 2 * y_ref.shape[2] * y_ref.shape[3] * 8  # K * L * itemsize
     for chunk_bytes in (1, 2 * per_sample):  # one sample per chunk; 2 per chunk (and a last partial one)
-        monkeypatch.setattr(C, "COL_CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(G, "COL_CHUNK_BYTES", chunk_bytes)
         y, cache = C.conv2d_forward(x, w, b, stride, padding, dilation, groups, mode)
         assert cache["col"] is None and cache["xpad"] is not None
         np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
@@ -442,7 +442,7 @@ def test_backend_xp_fixture(xp):
 
 def test_chunked_path_agrees_on_every_backend(xp, monkeypatch):
     """Several batch chunks through one buffer (GPU: im2col into the buffer, col2im adding into dx slices)."""
-    monkeypatch.setattr(C, "COL_CHUNK_BYTES", 4096)
+    monkeypatch.setattr(G, "COL_CHUNK_BYTES", 4096)
     rng = np.random.default_rng(12)
     x, w = rng.standard_normal((6, 3, 8, 8)).astype(np.float32), rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     y_ref, cache_ref = C.conv2d_forward(x, w, None, 1, 1)
@@ -460,24 +460,24 @@ def test_batched_patch_layouts_match_the_per_sample_im2col():
     rng = np.random.default_rng(20)
     x = rng.standard_normal((3, 2, 7, 6))
     g = C._Geom(3, 2, 1, 1, 2, 1, 3, 5)  # dilation 2 along H: OH = 7 - 4 = 3, OW = 6 - 1 = 5
-    col = C._im2col(x, g)  # (N, K, L)
-    np.testing.assert_array_equal(C._im2col_t(x, g), col.transpose(1, 0, 2).reshape(12, 3 * 15))
+    col = G._im2col(x, g)  # (N, K, L)
+    np.testing.assert_array_equal(G._im2col_t(x, g), col.transpose(1, 0, 2).reshape(12, 3 * 15))
     xpad1 = np.concatenate([x, np.zeros((3, 2, 1, 6))], axis=2)  # the extra bottom row _pad_wide adds
-    wide = C._im2col_wide(xpad1, g).reshape(12, 3, 3, 6)  # (K, N, OH, Wp)
+    wide = G._im2col_wide(xpad1, g).reshape(12, 3, 3, 6)  # (K, N, OH, Wp)
     np.testing.assert_array_equal(wide[..., :5], col.reshape(3, 12, 3, 5).transpose(1, 0, 2, 3))
-    np.testing.assert_array_equal(C._pad_wide(x, ((0, 0), (0, 0)), "zeros"), xpad1)
+    np.testing.assert_array_equal(G._pad_wide(x, ((0, 0), (0, 0)), "zeros"), xpad1)
 
 
 @pytest.mark.parametrize("layout", ["strided", "wide"])
 def test_batched_col2im_is_the_adjoint_of_im2col(layout):
     rng = np.random.default_rng(21)
     if layout == "wide":  # the input carries the extra bottom row
-        x = C._pad_wide(rng.standard_normal((2, 3, 9, 8)), ((0, 0), (0, 0)), "zeros")  # (2, 3, 10, 8)
+        x = G._pad_wide(rng.standard_normal((2, 3, 9, 8)), ((0, 0), (0, 0)), "zeros")  # (2, 3, 10, 8)
         g = C._Geom(3, 3, 1, 1, 1, 2, 7, 4)
-        fwd, adj = C._im2col_wide, C._col2im_wide
+        fwd, adj = G._im2col_wide, G._col2im_wide
     else:
         x, g = rng.standard_normal((2, 3, 9, 8)), C._Geom(3, 2, 2, 3, 1, 1, 4, 3)
-        fwd, adj = C._im2col_t, C._col2im_t
+        fwd, adj = G._im2col_t, G._col2im_t
     col = fwd(x, g)
     c = rng.standard_normal(col.shape)
     np.testing.assert_allclose((col * c).sum(), (x * adj(c, x.shape, g)).sum(), rtol=1e-12)
@@ -509,9 +509,9 @@ def test_every_gemm_layout_matches_torch(monkeypatch, case, blocks):
     dw_ = dilation if isinstance(dilation, int) else dilation[1]
     per_sample_bytes = ws[1] * groups * ws[2] * ws[3] * oh * (ow + dw_ * (ws[3] - 1)) * 8  # K * OH * Wp * 8
     if blocks == "cached_blocks":
-        monkeypatch.setattr(C, "COL_BLOCK_BYTES", per_sample_bytes)  # about one sample per block
+        monkeypatch.setattr(G, "COL_BLOCK_BYTES", per_sample_bytes)  # about one sample per block
     elif blocks == "streamed":
-        monkeypatch.setattr(C, "COL_CHUNK_BYTES", 2 * per_sample_bytes)  # 3 samples: too big to cache
+        monkeypatch.setattr(G, "COL_CHUNK_BYTES", 2 * per_sample_bytes)  # 3 samples: too big to cache
     y, cache = C.conv2d_forward(x, w, b, stride, padding, dilation, groups, mode)
     if blocks == "streamed":  # too big for per-sample GEMMs or a cache: the batched layout, rebuilt
         assert cache["col"] is None and cache["xpad"] is not None and cache["wide"] == (stride == 1)
@@ -548,8 +548,8 @@ def test_wide_layout_gradients_float64_numerical():
 
 
 def test_blocks_fit_the_cpu_cache_and_are_larger_on_a_gpu(monkeypatch):
-    monkeypatch.setattr(C, "COL_CHUNK_BYTES", 1000)
-    monkeypatch.setattr(C, "COL_BLOCK_BYTES", 300)
-    assert C._blocks(10, 100) == (3, [(0, 3), (3, 6), (6, 9), (9, 10)])
-    assert C._blocks(10, 100, xp=object()) == (10, [(0, 10)])  # another array module: COL_CHUNK_BYTES blocks
-    assert C._blocks(3, 5000) == (1, [(0, 1), (1, 2), (2, 3)])  # at least one sample per block
+    monkeypatch.setattr(G, "COL_CHUNK_BYTES", 1000)
+    monkeypatch.setattr(G, "COL_BLOCK_BYTES", 300)
+    assert G._blocks(10, 100) == (3, [(0, 3), (3, 6), (6, 9), (9, 10)])
+    assert G._blocks(10, 100, xp=object()) == (10, [(0, 10)])  # another array module: COL_CHUNK_BYTES blocks
+    assert G._blocks(3, 5000) == (1, [(0, 1), (1, 2), (2, 3)])  # at least one sample per block

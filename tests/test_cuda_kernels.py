@@ -9,6 +9,7 @@ import pytest
 from convnp import backend
 from convnp.cuda import emulate, kernels, ops
 from convnp.functional import conv as C
+from convnp.functional import conv_gemm as G
 from convnp.functional import pooling as P
 
 needs_cxx = pytest.mark.skipif(emulate.cpu_compiler() is None, reason="no C++ compiler (g++/clang++) to emulate "
@@ -81,7 +82,7 @@ def test_im2col_kernel_equals_numpy(spec, dtype, rng):
     g = geom_for(*spec)
     x = rand(rng, (2,) + spec[:3], dtype)
     got = ops.im2col(x, g, launcher=launch)
-    np.testing.assert_array_equal(got, C._im2col(x, g))  # a copy: bitwise equal
+    np.testing.assert_array_equal(got, G._im2col(x, g))  # a copy: bitwise equal
     buf = np.full(got.size + 7, np.nan, dtype)
     into = ops.im2col(x, g, buf, launcher=launch)
     assert np.shares_memory(into, buf)
@@ -94,12 +95,12 @@ def test_col2im_gather_kernel_equals_numpy_scatter(spec, rng):
     g = geom_for(*spec)
     shape = (2,) + spec[:3]
     col = rand(rng, (2, spec[0] * g.kh * g.kw, g.oh * g.ow))
-    np.testing.assert_allclose(ops.col2im(col, shape, g, launcher=launch), C._col2im(col, shape, g), rtol=1e-13,
+    np.testing.assert_allclose(ops.col2im(col, shape, g, launcher=launch), G._col2im(col, shape, g), rtol=1e-13,
                                atol=1e-13)
     base = rand(rng, shape)
     out = base.copy()
-    assert ops.col2im(col, shape, g, out=out, launcher=launch) is out  # adds into out, like C._col2im
-    np.testing.assert_allclose(out, C._col2im(col, shape, g, out=base.copy()), rtol=1e-13, atol=1e-13)
+    assert ops.col2im(col, shape, g, out=out, launcher=launch) is out  # adds into out, like G._col2im
+    np.testing.assert_allclose(out, G._col2im(col, shape, g, out=base.copy()), rtol=1e-13, atol=1e-13)
 
 
 @needs_cxx
@@ -107,7 +108,7 @@ def test_col2im_float32_counts_overlaps_exactly(rng):
     g = geom_for(2, 9, 9, 3, 3, 1, 1, 1, 1)
     ones = np.ones((1, 2 * 9, g.oh * g.ow), np.float32)
     counts = ops.col2im(ones, (1, 2, 9, 9), g, launcher=launch)
-    np.testing.assert_array_equal(counts, C._col2im(ones, (1, 2, 9, 9), g))
+    np.testing.assert_array_equal(counts, G._col2im(ones, (1, 2, 9, 9), g))
     assert counts[0, 0, 4, 4] == 9 and counts[0, 1, 0, 0] == 1
 
 
@@ -122,7 +123,7 @@ def test_grid_stride_loop_covers_every_element_for_any_launch(grid, block, rng):
     def run(name, dtype, total, args):
         emulate.launch(name, dtype, total, args, grid=grid, block=block)
     ops.im2col(x, g, col.reshape(-1), launcher=run)
-    np.testing.assert_array_equal(col, C._im2col(x, g))
+    np.testing.assert_array_equal(col, G._im2col(x, g))
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -323,7 +324,8 @@ def fake_gpu(monkeypatch):
         launched.append(name)
         emulate.launch(name, dtype, total, args)
     fake = _NumpyAsOtherModule()
-    monkeypatch.setattr(C, "get_array_module", lambda *a: fake)
+    monkeypatch.setattr(C, "get_array_module", lambda *a: fake)  # the planner sends "GPU" arrays to the GEMM provider
+    monkeypatch.setattr(G, "get_array_module", lambda *a: fake)
     monkeypatch.setattr(P, "get_array_module", lambda *a: fake)
     monkeypatch.setattr(ops, "kernels_enabled", lambda: True)
     monkeypatch.setattr(backend, "is_cupy_array", lambda a: True)
@@ -341,6 +343,7 @@ def test_conv2d_through_the_gpu_hooks(fake_gpu, monkeypatch, stride, padding, di
     got = (y,) + C.conv2d_backward(dy, cache)
     assert "convnp_im2col" in fake_gpu and "convnp_col2im" in fake_gpu
     monkeypatch.setattr(C, "get_array_module", lambda *a: np)  # the plain NumPy path
+    monkeypatch.setattr(G, "get_array_module", lambda *a: np)
     y0, cache0 = C.conv2d_forward(x, w, b, stride, padding, dilation, groups)
     for a, ref in zip(got, (y0,) + C.conv2d_backward(dy, cache0)):
         np.testing.assert_allclose(a, ref, rtol=1e-12, atol=1e-12)
@@ -348,7 +351,7 @@ def test_conv2d_through_the_gpu_hooks(fake_gpu, monkeypatch, stride, padding, di
 
 @needs_cxx
 def test_chunked_conv_and_transpose_through_the_gpu_hooks(fake_gpu, monkeypatch, rng):
-    monkeypatch.setattr(C, "COL_CHUNK_BYTES", 2000)  # several batch chunks through one reused buffer
+    monkeypatch.setattr(G, "COL_CHUNK_BYTES", 2000)  # several batch chunks through one reused buffer
     x, w, dy = rand(rng, (5, 2, 7, 7)), rand(rng, (3, 2, 3, 3)), rand(rng, (5, 3, 7, 7))
     y, cache = C.conv2d_forward(x, w, None, 1, 1)
     dx, dw, _ = C.conv2d_backward(dy, cache)
@@ -357,6 +360,7 @@ def test_chunked_conv_and_transpose_through_the_gpu_hooks(fake_gpu, monkeypatch,
     yt, ct = C.conv_transpose2d_forward(x, wt, None, 2, 1, 1)
     dxt, dwt, _ = C.conv_transpose2d_backward(rand(np.random.default_rng(2), yt.shape), ct)
     monkeypatch.setattr(C, "get_array_module", lambda *a: np)
+    monkeypatch.setattr(G, "get_array_module", lambda *a: np)
     y0, cache0 = C.conv2d_forward(x, w, None, 1, 1)
     for got, ref in zip((y, dx, dw), (y0,) + C.conv2d_backward(dy, cache0)[:2]):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
@@ -445,7 +449,7 @@ def test_launch_cupy_compiles_once_per_dtype_and_passes_typed_arguments(fake_cup
     g = geom_for(3, 7, 8, 3, 2, 2, 1, 1, 2)
     x = rand(rng, (2, 3, 7, 8), np.float32)
     col = ops.im2col(x.view(_FakeDeviceArray), g)  # no launcher: the CuPy path
-    np.testing.assert_array_equal(col, C._im2col(x, g))
+    np.testing.assert_array_equal(col, G._im2col(x, g))
     ops.im2col(x.view(_FakeDeviceArray), g)
     ops.im2col(x.astype(np.float64).view(_FakeDeviceArray), g)
     assert [m.dtype for m in fake_cupy.created] == [np.float32, np.float64]  # one module per dtype, cached

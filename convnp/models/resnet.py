@@ -7,7 +7,7 @@ goes unchanged into both branches, and the input gradient is the sum of the two 
 """
 from __future__ import annotations
 
-from .. import accel, nn
+from .. import nn
 from ..backend import get_array_module
 from ..nn.module import Module
 from ._zoo_utils import finish, seed_stream
@@ -41,7 +41,6 @@ class BasicBlock(Module):
     Example: ``BasicBlock(64, 128, strides=2)`` has a ``downsample`` projection.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     expansion = 1
 
@@ -78,7 +77,6 @@ class Bottleneck(Module):
     Example: ``Bottleneck(64, 64)`` maps 64 -> 256 channels with a projection shortcut.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     expansion = 4
 
@@ -122,7 +120,6 @@ class PreActBlock(Module):
     Example: ``PreActBlock(64, 64)``.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     expansion = 1
 
@@ -163,7 +160,6 @@ class ZeroPadShortcut(Module):
     Example: ``ZeroPadShortcut(16, 32, 2)``.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, in_channels: int, out_channels: int, strides: int = 1):
         super().__init__()
@@ -220,7 +216,6 @@ class ResNet(Module):
     Example: ``ResNet("basic", (2, 2, 2, 2))`` is ResNet-18.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, block: str = "basic", layers=(2, 2, 2, 2), num_classes: int = 1000, in_channels: int = 3,
                  widths=(64, 128, 256, 512), stem: str = "imagenet", shortcut: str = "B", seed=None):
@@ -259,15 +254,13 @@ class ResNet(Module):
 
     def forward(self, x):
         self.check_input(x, 4, self.conv1.in_channels)
-        with accel.threads.training_threads(self, x):  # convnp's kernel threads when the step is theirs
-            for layer in self._modules.values():  # in assignment order: stem, layer1..layerK, head
-                x = layer(x)
+        for layer in self._modules.values():  # in assignment order: stem, layer1..layerK, head
+            x = layer(x)
         return x
 
     def backward(self, dy):
-        with accel.threads.backward_threads(self):
-            for layer in reversed(list(self._modules.values())):
-                dy = layer.backward(dy)
+        for layer in reversed(list(self._modules.values())):
+            dy = layer.backward(dy)
         return dy
 
 

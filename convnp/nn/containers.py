@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import accel, backend
+from .. import backend
 from ..backend import get_array_module
 from . import module as _module
 from .module import Module
@@ -19,7 +19,6 @@ INFERENCE_CHUNK = 64
 class Identity(Module):
     """y = x. Useful as a no-op shortcut or placeholder."""
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def forward(self, x):
         return x
@@ -40,7 +39,6 @@ class Sequential(Module):
         model = Sequential([Conv2D(30, 5, activation="relu"), MaxPool2D(2), Flatten(), Dense(10)])
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, layers=(), *more_layers):
         super().__init__()
@@ -76,11 +74,9 @@ class Sequential(Module):
     def forward(self, x):
         if self._infer_in_chunks(x):
             xp = get_array_module(x)
-            with accel.threads.kernel_threads():  # convnp's kernel threads, not OpenBLAS's
-                return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
-                                       for i in range(0, x.shape[0], INFERENCE_CHUNK)])
-        with accel.threads.training_threads(self, x):  # convnp's kernel threads when the step is theirs
-            return self._forward_layers(x)
+            return xp.concatenate([self._forward_layers(x[i:i + INFERENCE_CHUNK])
+                                   for i in range(0, x.shape[0], INFERENCE_CHUNK)])
+        return self._forward_layers(x)
 
     def _forward_layers(self, x):
         for layer in self._modules.values():
@@ -97,8 +93,7 @@ class Sequential(Module):
                 and not any(m.training or m.mixes_samples for m in self.modules()))
 
     def backward(self, dy):
-        with accel.threads.backward_threads(self):
-            return self._backward_layers(dy)
+        return self._backward_layers(dy)
 
     def _backward_layers(self, dy):
         for layer in reversed(self._modules.values()):
@@ -127,7 +122,6 @@ class Residual(Module):
     Backward: dL/dx = body.backward(g) + shortcut.backward(g), where g is the gradient after the activation.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, body: Module, shortcut: Module | None = None, activation: str | None = None):
         super().__init__()
@@ -160,7 +154,6 @@ class Concat(Module):
     DenseNet uses ``Concat([Identity(), layer])`` to append new feature maps to the input.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, branches, axis: int = 1):
         super().__init__()

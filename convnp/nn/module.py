@@ -139,11 +139,6 @@ class Module(ForwardCache):
     #: (none of convnp's); Sequential then never splits an inference batch into chunks
     mixes_samples = False
 
-    #: True for a layer whose own forward and backward make no matrix products (its children are looked at
-    #: separately): a training step of a model made of such layers and stride-1 convolutions runs on convnp's
-    #: kernel threads with NumPy's BLAS on one thread (see convnp.accel.threads.trains_on_kernel_threads)
-    gemm_free = False
-
     def __call__(self, x, *args, **kwargs):
         if not self.built:
             self.build(getattr(x, "shape", None))

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from .. import accel
 from ..backend import get_array_module, no_grad, to_device, to_numpy
 from ..data.dataset import Subset, as_dataset
 from ..data.loader import DataLoader
@@ -254,13 +255,11 @@ class Trainer:
             xb, yb = loader.load(idx, epoch, step, rank=world.rank)
             xb, yb = self._to_model(xb, yb)
             model.zero_grad()
-            pred = model(xb)
-            error = None
-            try:
-                value = float(self.loss_fn(pred, yb))
-            except FloatingPointError as e:
-                value, error = float("nan"), e
-            bad = not math.isfinite(value)
+            with accel.threads.step_threads(model, xb):  # kernel threads when the planner put the convs in C
+                pred, value, error = self._forward_loss(model, xb, yb)
+                bad = not math.isfinite(value)
+                if not bad:
+                    model.backward(self.loss_fn.backward())
             if world.size > 1:
                 bad = float(world.allreduce_sum(float(bad))) > 0
             if bad:
@@ -271,7 +270,6 @@ class Trainer:
                     return None
                 raise FloatingPointError(message + "; lower the learning rate, or pass callbacks=[NaNGuard()] "
                                                    "to stop cleanly")
-            model.backward(self.loss_fn.backward())
             world.allreduce_gradients(model.parameters())
             self.optimizer.step()
             n = len(xb)
@@ -287,6 +285,14 @@ class Trainer:
         logs = {"loss": float(totals[0] / count)}
         logs.update({name: float(totals[2 + i] / count) for i, (name, _) in enumerate(self.metrics)})
         return logs
+
+    def _forward_loss(self, model, xb, yb):
+        """(pred, loss value, FloatingPointError or None) of one training batch."""
+        pred = model(xb)
+        try:
+            return pred, float(self.loss_fn(pred, yb)), None
+        except FloatingPointError as e:
+            return pred, float("nan"), e
 
     # ------------------------------------------------------------------ evaluate / predict
     def evaluate(self, x, y=None, batch_size: int = 256) -> dict:
@@ -307,7 +313,8 @@ class Trainer:
                 for start in range(0, len(mine), batch_size):
                     xb, yb = dataset.get_batch(mine[start:start + batch_size])
                     xb, yb = self._to_model(xb, yb)
-                    pred = self.model(xb)
+                    with accel.threads.step_threads(self.model, xb):
+                        pred = self.model(xb)
                     m = len(xb)
                     totals += [float(self.loss_fn(pred, yb)) * m, m] + [fn(pred, yb) for _, fn in self.metrics]
         finally:
@@ -349,7 +356,8 @@ def predict(model, x, batch_size: int = 256):
                     xb = xb.astype(dtype)
                 if device != "cpu":
                     xb = to_device(xb, device)
-                y = model(xb)
+                with accel.threads.step_threads(model, xb):
+                    y = model(xb)
                 outs.append(to_numpy(y) if host else y)
     finally:
         model.train(was_training)

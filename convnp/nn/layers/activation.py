@@ -12,7 +12,6 @@ class Activation(Module):
     Shape: any input; output has the same shape. Example: ``Activation("relu")(x)``.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, name: str = "relu", **kwargs):
         super().__init__()

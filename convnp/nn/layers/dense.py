@@ -14,7 +14,6 @@ from .activation import get_activation_layer
 class Flatten(Module):
     """(N, C, H, W) -> (N, C*H*W), in C-order (channels first, as PyTorch's ``nn.Flatten``)."""
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def forward(self, x):
         check_numeric(self, x)

@@ -20,7 +20,6 @@ class Dropout(Module):
     Example: ``Dropout(0.5, seed=0)`` before AlexNet's fully connected layers.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, rate: float = 0.5, seed=None):
         super().__init__()

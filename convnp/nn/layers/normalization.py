@@ -11,7 +11,6 @@ from ..parameter import Parameter
 
 
 class _BatchNorm(Module):
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     _ndims = (4,)
     _layout = "(N, C, H, W)"

@@ -17,7 +17,6 @@ class Padding2D(Module):
     Example: ``Padding2D(((0, 1), (0, 1)), mode="replicate")``.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, padding=1, mode: str = "zeros"):
         super().__init__()

@@ -7,7 +7,6 @@ from ..module import Module
 
 
 class _Pool2D(Module):
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     _forward = _backward = None
 
@@ -121,7 +120,6 @@ class MaxUnpool2D(Module):
     Example: ``y, i = MaxPool2D(2, return_indices=True)(x); MaxUnpool2D(2)(y, i)``.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, pool_size=2, strides=None, padding=0):
         super().__init__()
@@ -150,7 +148,6 @@ class MaxUnpool2D(Module):
 
 
 class _GlobalPool2D(Module):
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, keepdims: bool = False):
         super().__init__()
@@ -204,7 +201,6 @@ class AdaptiveAvgPool2D(Module):
     Example: ``AdaptiveAvgPool2D((7, 7))`` before VGG's classifier, as in torchvision.
     """
 
-    gemm_free = True  # (convnp.nn.Module.gemm_free)
 
     def __init__(self, output_size):
         super().__init__()

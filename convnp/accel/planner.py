@@ -1,0 +1,237 @@
+"""The planner: which provider runs an operation, chosen by measurement on this machine (like cudnn.benchmark,
+or FFTW's wisdom), remembered in memory and on disk.
+
+An operation (``"conv2d"``) offers the planner the providers that can compute one case (a geometry, dtype,
+thread count, training or not), each as a callable that runs the case once; the planner times them the first
+time it meets that case and keeps the fastest. Every provider computes the same numbers within float32 rounding
+(the reference is always among them), so a plan changes speed, never results beyond rounding.
+
+Modes (``CONVNP_PLAN`` or :func:`use_mode`):
+
+* ``measure`` (default): time each candidate (one warm-up call, then up to :data:`REPEATS` calls, fewer once
+  :data:`BUDGET_S` is spent; a candidate slower than :data:`DROP_FACTOR` x the best so far after one call is
+  dropped) and keep the fastest. A candidate is chosen over the reference only when it is faster by
+  :data:`MARGIN`: measured plans never pick a provider slower than the reference beyond timing noise.
+* ``reference``: always the reference provider (readable NumPy, see ``convnp.functional.conv_reference``).
+* ``fixed``: the operation's deterministic rule (geometry only, no timing), for tests and reproducible runs.
+
+Measured plans are stored in ``<cache dir>/plans/<key>.json``, where the key hashes the CPU model and
+features, the kernel variant and sources, the convnp and NumPy versions: another CPU, build or version starts
+afresh. ``convnp info`` prints the plans; :func:`plans` returns them.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+
+__all__ = ["MODES", "mode", "use_mode", "choose", "plans", "forget", "fingerprint", "plan_file", "Timer", "tally",
+           "tally_reset", "tally_share", "measuring"]
+
+MODES = ("measure", "reference", "fixed")
+#: timed calls per candidate at most (after one warm-up call)
+REPEATS = 3
+#: seconds of timed calls per candidate after which no more are made
+BUDGET_S = 0.05
+#: a candidate this much slower than the best after its first timed call is not timed again
+DROP_FACTOR = 1.5
+#: a non-reference provider must be this much faster than the reference to be chosen (timing noise)
+MARGIN = 0.03
+
+_lock = threading.RLock()
+_state = {"mode": None, "plans": {}, "loaded": False, "fingerprint": None, "measuring": 0, "tally": {}}
+
+
+def mode() -> str:
+    """The planning mode: :func:`use_mode`'s, else ``$CONVNP_PLAN``, else ``measure``."""
+    if _state["mode"] is not None:
+        return _state["mode"]
+    value = os.environ.get("CONVNP_PLAN", "measure").strip().lower() or "measure"
+    if value not in MODES:
+        raise ValueError(f"CONVNP_PLAN={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+@contextlib.contextmanager
+def use_mode(name: str):
+    """Plan in mode ``name`` inside a block (``measure``, ``reference`` or ``fixed``)."""
+    if name not in MODES:
+        raise ValueError(f"planner mode {name!r}: expected one of {', '.join(MODES)}")
+    previous, _state["mode"] = _state["mode"], name
+    try:
+        yield
+    finally:
+        _state["mode"] = previous
+
+
+def fingerprint() -> str:
+    """A short hash of what makes timings comparable: CPU model and features, kernel variant and sources,
+    convnp and NumPy versions."""
+    if _state["fingerprint"] is None:
+        import numpy as np
+        from .._version import __version__
+        from . import build, direct
+        cpu = build.cpu_features()
+        parts = [cpu["model"], cpu["machine"], " ".join(sorted(cpu["flags"])), str(direct.variant()),
+                 __version__, np.__version__]
+        digest = hashlib.sha256("\n".join(parts).encode())
+        for path in direct.SOURCES:
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                pass
+        _state["fingerprint"] = digest.hexdigest()[:16]
+    return _state["fingerprint"]
+
+
+def plan_file():
+    from .build import cache_dir
+    return cache_dir() / "plans" / f"{fingerprint()}.json"
+
+
+def _load():
+    if _state["loaded"]:
+        return
+    _state["loaded"] = True
+    try:
+        with open(plan_file()) as f:
+            stored = json.load(f)
+        if isinstance(stored, dict):
+            for key, entry in stored.items():
+                if isinstance(entry, dict) and isinstance(entry.get("provider"), str):
+                    _state["plans"].setdefault(key, dict(entry, source="disk"))
+    except (OSError, ValueError):
+        pass  # no file yet, or an unreadable one: measure again
+
+
+def _save():
+    path = plan_file()
+    measured = {k: {f: v for f, v in e.items() if f != "source"} for k, e in _state["plans"].items()
+                if e.get("source") in ("measured", "disk")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(measured, f, indent=0, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: the plans stay in memory for this process
+
+
+class Timer:
+    """Best-of timing of one candidate: ``Timer(run).measure()`` -> seconds (inf when it raised)."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def once(self) -> float:
+        start = time.perf_counter()
+        self.run()
+        return time.perf_counter() - start
+
+
+def _measure(candidates, reference):
+    """{name: best seconds} of the candidates, timed in turns (see the module docstring)."""
+    timers = {name: Timer(run) for name, run in candidates.items()}
+    best = {}
+    for name, timer in timers.items():  # warm-up: caches, compiled code, page faults
+        try:
+            timer.once()
+            best[name] = float("inf")
+        except MemoryError:
+            continue
+    spent = {name: 0.0 for name in best}
+    for round_ in range(REPEATS):
+        for name in list(best):
+            if round_ > 0 and (spent[name] > BUDGET_S or best[name] > DROP_FACTOR * min(best.values())):
+                continue
+            seconds = timers[name].once()
+            spent[name] += seconds
+            best[name] = min(best[name], seconds)
+    if reference in best and best[reference] == float("inf"):
+        best.pop(reference)
+    return best
+
+
+def choose(op: str, case: tuple, candidates: dict, rule: str, reference: str = "reference") -> str:
+    """The provider for one ``case`` of operation ``op``.
+
+    Args:
+        op: the operation's name (``"conv2d"``).
+        case: a hashable description of the case (shapes, geometry, dtype, threads, training...).
+        candidates: ``{name: run}`` where ``run()`` computes the case once with that provider (used only when
+            measuring); every name must be able to compute the case. Must hold ``reference``.
+        rule: the provider the ``fixed`` mode picks.
+        reference: the reference provider's name.
+    Returns: a name from ``candidates``.
+    """
+    current = mode()
+    if current == "reference":
+        return reference
+    if current == "fixed" or len(candidates) == 1:
+        return rule
+    key = f"{op}|{'|'.join(map(str, case))}"
+    with _lock:
+        _load()
+        entry = _state["plans"].get(key)
+        if entry is not None and entry["provider"] in candidates:
+            return entry["provider"]
+        _state["measuring"] += 1
+        try:
+            times = _measure(candidates, reference)
+        finally:
+            _state["measuring"] -= 1
+        if not times:
+            return reference
+        name = min(times, key=times.get)
+        if name != reference and reference in times and times[name] > (1 - MARGIN) * times[reference]:
+            name = reference
+        _state["plans"][key] = {"provider": name, "source": "measured",
+                                "ms": {k: round(v * 1e3, 3) for k, v in sorted(times.items())}}
+        _save()
+        return name
+
+
+def measuring() -> bool:
+    """True while the planner times candidates (their runs must not plan anything themselves)."""
+    return _state["measuring"] > 0
+
+
+def plans() -> dict:
+    """{key: {"provider", "source" (measured / disk), "ms": {provider: best ms}}} of the plans known so far."""
+    with _lock:
+        _load()
+        return {k: dict(v) for k, v in _state["plans"].items()}
+
+
+def forget(disk: bool = False) -> None:
+    """Drop the plans in memory (and the plan file with ``disk``): the next cases are measured again."""
+    with _lock:
+        _state["plans"].clear()
+        _state["loaded"] = not disk and _state["loaded"]
+        if disk:
+            with contextlib.suppress(OSError):
+                plan_file().unlink()
+            _state["loaded"] = True
+
+
+def tally(provider: str, work: float) -> None:
+    """Count ``work`` (multiply-adds) done by ``provider`` in the current step (see :func:`tally_share`)."""
+    t = _state["tally"]
+    t[provider] = t.get(provider, 0.0) + work
+
+
+def tally_reset() -> None:
+    """Start counting a new step's work."""
+    _state["tally"] = {}
+
+
+def tally_share(providers) -> float | None:
+    """Share of the step's counted work done by ``providers`` (None when nothing was counted)."""
+    t = _state["tally"]
+    total = sum(t.values())
+    return None if total == 0 else sum(t.get(p, 0.0) for p in providers) / total
