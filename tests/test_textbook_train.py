@@ -134,21 +134,6 @@ def test_optimizers_follow_the_books_formulas_in_place(name, make):
         np.testing.assert_allclose(params[k], book[k], rtol=1e-6, atol=1e-9)
 
 
-def test_nesterov_matches_torch():
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal(5)
-    tw = torch.tensor(w.copy(), requires_grad=True)
-    params, opt = {"W": w}, Nesterov(lr=0.05, momentum=0.9)
-    topt = torch.optim.SGD([tw], lr=0.05, momentum=0.9, nesterov=True)
-    for _ in range(5):
-        g = rng.standard_normal(5)
-        opt.update(params, {"W": g})
-        tw.grad = torch.tensor(g)
-        topt.step()
-    np.testing.assert_allclose(params["W"], tw.detach().numpy(), rtol=1e-12)
-
-
 def test_optimizer_lr_changes_and_errors():
     params = {"W": np.zeros(2)}
     opt = SGD(lr=1.0)

@@ -17,12 +17,14 @@ book's code runs faster, on CuPy arrays too, and ``network.to_model()`` gives a 
     trainer.train()
     network.save_params("params.npz")
 """
-from .layers import Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss
+from .layers import (Affine, BatchNormalization, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss,
+                     StableSoftmaxWithLoss, cross_entropy_error, softmax)
 from .networks import DeepConvNet, SimpleConvNet
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, get_textbook_optimizer
 from .trainer import Trainer
 from .convert import layers_to_model
 
-__all__ = ["Convolution", "Pooling", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout",
+__all__ = ["Convolution", "Pooling", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "StableSoftmaxWithLoss",
+           "softmax", "cross_entropy_error", "Dropout",
            "BatchNormalization", "SimpleConvNet", "DeepConvNet", "SGD", "Momentum", "Nesterov", "AdaGrad",
            "RMSprop", "Adam", "get_textbook_optimizer", "Trainer", "layers_to_model"]

@@ -108,7 +108,7 @@ class Pooling(_Layer):
 
     Args:
         pool_h, pool_w: window size.
-        stride: int (default 2 here; the book's class defaults to 1 and its networks pass stride=2).
+        stride: int (default 2, as the book's ``Pooling`` since its repository changed it from 1 in 2020).
         pad: int, at most half the window. Padding works (the book's version ignores it in the output
             size): padded cells never win the max, as in PyTorch.
 
@@ -213,9 +213,72 @@ class Affine(_Layer):
 
 
 # ----------------------------------------------------------------------------- loss
+def softmax(x):
+    """The book's softmax: exp(x - max) / sum(exp(x - max)) along the last axis. Shape: x's."""
+    xp = get_array_module(x)
+    x = x - xp.max(x, axis=-1, keepdims=True)
+    return xp.exp(x) / xp.sum(xp.exp(x), axis=-1, keepdims=True)
+
+
+def cross_entropy_error(y, t):
+    """The book's cross-entropy error: -sum(log(y[n, t_n] + 1e-7)) / N.
+
+    Args: y probabilities (N, K) or (K,); t labels (N,) or one-hot (N, K) (taken as argmax).
+    Returns a float (the 1e-7 keeps log finite at y = 0 and shifts the value by about 1e-7 / y).
+    """
+    xp = get_array_module(y)
+    if y.ndim == 1:
+        t, y = t.reshape(1, t.size), y.reshape(1, y.size)
+    if t.size == y.size:
+        t = t.argmax(axis=1)
+    n = y.shape[0]
+    return float(-xp.sum(xp.log(y[xp.arange(n), t] + 1e-7)) / n)
+
+
 class SoftmaxWithLoss(_Layer):
+    """The book's softmax + cross-entropy layer, with its formulas: y = :func:`softmax` (x),
+    loss = :func:`cross_entropy_error` (y, t) (log(y + 1e-7)), dx = dout * (y - t_one_hot) / N.
+
+    ``forward(x, t)``: x logits (N, K); t class indices (N,) or one-hot rows (N, K). Returns the mean loss
+    and keeps ``loss``, ``y`` (probabilities) and ``t``. :class:`StableSoftmaxWithLoss` is the log-softmax
+    variant (exact log, finite for any logits).
+    Example: ``loss = SoftmaxWithLoss().forward(scores, labels)``.
+    """
+
+    def __init__(self):
+        self.loss = self.y = self.t = None
+
+    def forward(self, x, t):
+        _check_ndim(x, 2, "SoftmaxWithLoss", "(N, classes)")
+        t = get_array_module(x).asarray(t)
+        if t.shape[0] != x.shape[0]:
+            raise ValueError(f"SoftmaxWithLoss: batch size mismatch: {x.shape[0]} predictions but {t.shape[0]} labels")
+        if t.ndim == 1 and t.size and (int(t.max()) >= x.shape[1] or int(t.min()) < 0):
+            bad = int(t.max()) if int(t.max()) >= x.shape[1] else int(t.min())
+            raise ValueError(f"SoftmaxWithLoss: label {bad} is out of range for {x.shape[1]} classes")
+        self.t = t
+        self.y = softmax(x)
+        self.loss = cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        if self.y is None:
+            raise RuntimeError("SoftmaxWithLoss.backward called before forward")
+        xp = get_array_module(self.y)
+        n = self.t.shape[0]
+        if self.t.size == self.y.size:
+            dx = (self.y - self.t) / n
+        else:
+            dx = self.y.copy()
+            dx[xp.arange(n), self.t] -= 1
+            dx = dx / n
+        return dx if dout == 1 else dx * dout
+
+
+class StableSoftmaxWithLoss(_Layer):
     """Softmax followed by the cross-entropy error, computed by :mod:`convnp.functional.loss`
-    (log-softmax: finite even for logits of +-1000).
+    (log-softmax: finite even for logits of +-1000; no 1e-7 inside the log, so it differs from the book's
+    :class:`SoftmaxWithLoss` by about 1e-7 / y).
 
     ``forward(x, t)``: x logits (N, K); t class indices (N,) or one-hot rows (N, K). Returns the mean loss
     over the batch (a float) and keeps ``loss``, ``y`` (softmax probabilities) and ``t``.
@@ -227,9 +290,9 @@ class SoftmaxWithLoss(_Layer):
         self.loss = self.y = self.t = None
 
     def forward(self, x, t):
-        _check_ndim(x, 2, "SoftmaxWithLoss", "(N, classes)")
+        _check_ndim(x, 2, "StableSoftmaxWithLoss", "(N, classes)")
         t = get_array_module(x).asarray(t)
-        value, cache = L.softmax_cross_entropy_forward(x, t, where="SoftmaxWithLoss")
+        value, cache = L.softmax_cross_entropy_forward(x, t, where="StableSoftmaxWithLoss")
         self.loss, self.t = value, t
         self.y = cache[0]  # softmax probabilities (N, K)
         self._save_cache(cache)

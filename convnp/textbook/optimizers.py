@@ -1,16 +1,19 @@
-"""The textbook's optimizers (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam) on convnp.optim.
+"""The textbook's optimizers (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam), with the book's formulas.
 
 Same names, constructors and ``update(params, grads)`` as "Deep Learning from Scratch" (ch. 6): ``params``
-and ``grads`` are dicts of arrays with the same keys, and ``params`` is updated in place. Each array is
-wrapped once in a :class:`convnp.nn.Parameter` that shares its memory, and the step is convnp's optimizer
-(PyTorch's update rules), so the state (velocities, moments) lives in one place and can be saved with
-``state_dict()``.
+and ``grads`` are dicts of arrays with the same keys, and ``params`` is updated in place, with the book's
+arithmetic operation for operation, so a run reproduces the book's numbers bit for bit:
 
-Differences from the book's formulas, all at the level of rounding or of an equivalent reparametrization:
-Momentum keeps PyTorch's buffer b = momentum*b + g and steps lr*b (the book's v = momentum*v - lr*g is
--lr*b for a constant lr); Nesterov is PyTorch's (p -= lr*(g + momentum*b)); Adam adds eps to the
-bias-corrected sqrt(v) (the book adds it before the correction). AdaGrad, RMSprop and Adam use the book's
-eps = 1e-7.
+* SGD: W -= lr * dW
+* Momentum: v = momentum * v - lr * dW; W += v
+* Nesterov (the book's form): v *= momentum; v -= lr * dW; W += momentum * momentum * v; W -= (1 + momentum) * lr * dW
+* AdaGrad: h += dW * dW; W -= lr * dW / (sqrt(h) + 1e-7)
+* RMSprop: h *= decay_rate; h += (1 - decay_rate) * dW * dW; W -= lr * dW / (sqrt(h) + 1e-7)
+* Adam: t += 1; lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t); m += (1 - beta1) * (dW - m);
+  v += (1 - beta2) * (dW**2 - v); W -= lr_t * m / (sqrt(v) + 1e-7)
+
+PyTorch's update rules (which differ from these by where eps goes and how momentum is scaled) are
+:mod:`convnp.optim`'s.
 
 Example::
 
@@ -21,38 +24,23 @@ Example::
 """
 from __future__ import annotations
 
-from ..nn.parameter import Parameter
+import math
+
+from ..backend import get_array_module
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "get_textbook_optimizer"]
 
 
 class _BookOptimizer:
-    """Base: wraps the dict of arrays once, then delegates every step to a convnp optimizer."""
+    """Base: checks the dicts, keeps per-key state arrays (``self.state[name][key]``), calls ``_step``."""
+
+    _slots = ()  # names of the per-key state arrays, created as zeros on the first update
 
     def __init__(self, lr):
         if not float(lr) >= 0:
             raise ValueError(f"{type(self).__name__}: lr must be non-negative, got {lr!r}")
-        self._lr = float(lr)
-        self._params = None  # OrderedDict key -> Parameter sharing memory with params[key]
-        self._optimizer = None
-
-    # the convnp optimizer for a list of (name, Parameter) pairs
-    def _make(self, named):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    @property
-    def lr(self):
-        return self._lr
-
-    @lr.setter
-    def lr(self, value):
-        self._lr = float(value)
-        if self._optimizer is not None:
-            self._optimizer.lr = self._lr
-
-    def _wrap(self, params):
-        self._params = {key: Parameter(value) for key, value in params.items()}
-        self._optimizer = self._make(list(self._params.items()))
+        self.lr = float(lr)
+        self.state = None
 
     def update(self, params, grads):
         """One step on every array of ``params`` (in place) with the matching array of ``grads``."""
@@ -60,39 +48,36 @@ class _BookOptimizer:
         missing = [k for k in params if k not in grads]
         if missing:
             raise ValueError(f"{where}.update: grads has no entry for {missing}")
-        if self._params is None:
-            self._wrap(params)
-        elif set(self._params) != set(params):
-            raise ValueError(f"{where}.update: the parameter names changed from {sorted(self._params)} to "
-                             f"{sorted(params)}; use a new optimizer for a new network")
-        for key, p in self._params.items():
-            value, g = params[key], grads[key]
+        for key, value in params.items():
+            g = grads[key]
             if tuple(g.shape) != tuple(value.shape):
                 raise ValueError(f"{where}.update: grads[{key!r}] has shape {tuple(g.shape)} but params[{key!r}] "
                                  f"has {tuple(value.shape)}")
-            if p.data is not value:  # the caller rebound params[key] (e.g. moved it): follow, keep the state
-                if tuple(p.data.shape) != tuple(value.shape):
-                    raise ValueError(f"{where}.update: params[{key!r}] changed shape from {tuple(p.data.shape)} "
-                                     f"to {tuple(value.shape)}")
-                p.data = value
-            p.grad = g
-        self._optimizer.step()
-        for key, p in self._params.items():
-            if p.data is not params[key]:  # the step made a new array: write it back into the caller's
-                params[key][...] = p.data
-                p.data = params[key]
-            p.grad = None
+        if self.state is None:
+            self.state = {name: {k: get_array_module(v).zeros_like(v) for k, v in params.items()} for name in self._slots}
+        elif self._slots and set(self.state[self._slots[0]]) != set(params):
+            raise ValueError(f"{where}.update: the parameter names changed from {sorted(self.state[self._slots[0]])} "
+                             f"to {sorted(params)}; use a new optimizer for a new network")
+        self._begin()
+        for key in params:
+            self._step(key, params[key], grads[key], get_array_module(params[key]))
+
+    def _begin(self):
+        """Once per update, before the per-key steps (Adam's iteration count)."""
+
+    def _step(self, key, w, g, xp):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def state_dict(self):
-        """The convnp optimizer's state (empty before the first update)."""
-        return {} if self._optimizer is None else self._optimizer.state_dict()
+        """The per-key state arrays by slot name (empty before the first update)."""
+        return {} if self.state is None else {name: dict(arrays) for name, arrays in self.state.items()}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._args().items())
         return f"{type(self).__name__}({args})"
 
     def _args(self):
-        return {"lr": self._lr}
+        return {"lr": self.lr}
 
 
 class SGD(_BookOptimizer):
@@ -101,48 +86,59 @@ class SGD(_BookOptimizer):
     def __init__(self, lr=0.01):
         super().__init__(lr)
 
-    def _make(self, named):
-        from .. import optim
-        return optim.SGD(named, lr=self._lr)
+    def _step(self, key, w, g, xp):
+        w -= self.lr * g
 
 
 class Momentum(_BookOptimizer):
-    """SGD with momentum: b = momentum*b + dW; W -= lr*b (the book's v = momentum*v - lr*dW; W += v)."""
+    """SGD with momentum, the book's form: v = momentum*v - lr*dW; W += v."""
+
+    _slots = ("v",)
 
     def __init__(self, lr=0.01, momentum=0.9):
         super().__init__(lr)
         self.momentum = float(momentum)
 
-    def _make(self, named):
-        from .. import optim
-        return optim.SGD(named, lr=self._lr, momentum=self.momentum)
+    def _step(self, key, w, g, xp):
+        v = self.state["v"]
+        v[key] = self.momentum * v[key] - self.lr * g
+        w += v[key]
 
     def _args(self):
-        return {"lr": self._lr, "momentum": self.momentum}
+        return {"lr": self.lr, "momentum": self.momentum}
 
 
 class Nesterov(Momentum):
-    """Nesterov's accelerated gradient (PyTorch's form): b = momentum*b + dW; W -= lr*(dW + momentum*b)."""
+    """Nesterov's accelerated gradient, the book's form: v *= momentum; v -= lr*dW;
+    W += momentum*momentum*v; W -= (1 + momentum)*lr*dW."""
 
-    def _make(self, named):
-        from .. import optim
-        return optim.SGD(named, lr=self._lr, momentum=self.momentum, nesterov=True)
+    def _step(self, key, w, g, xp):
+        v = self.state["v"][key]
+        v *= self.momentum
+        v -= self.lr * g
+        w += self.momentum * self.momentum * v
+        w -= (1 + self.momentum) * self.lr * g
 
 
 class AdaGrad(_BookOptimizer):
     """AdaGrad: h += dW*dW; W -= lr * dW / (sqrt(h) + eps), eps = 1e-7 as in the book."""
 
+    _slots = ("h",)
+
     def __init__(self, lr=0.01, eps=1e-7):
         super().__init__(lr)
         self.eps = float(eps)
 
-    def _make(self, named):
-        from .. import optim
-        return optim.AdaGrad(named, lr=self._lr, eps=self.eps)
+    def _step(self, key, w, g, xp):
+        h = self.state["h"][key]
+        h += g * g
+        w -= self.lr * g / (xp.sqrt(h) + self.eps)
 
 
 class RMSprop(_BookOptimizer):
-    """RMSprop: h = decay_rate*h + (1 - decay_rate)*dW*dW; W -= lr * dW / (sqrt(h) + eps)."""
+    """RMSprop: h *= decay_rate; h += (1 - decay_rate)*dW*dW; W -= lr * dW / (sqrt(h) + eps), eps = 1e-7."""
+
+    _slots = ("h",)
 
     def __init__(self, lr=0.01, decay_rate=0.99, eps=1e-7):
         super().__init__(lr)
@@ -150,16 +146,21 @@ class RMSprop(_BookOptimizer):
             raise ValueError(f"RMSprop: decay_rate must be in [0, 1), got {decay_rate!r}")
         self.decay_rate, self.eps = float(decay_rate), float(eps)
 
-    def _make(self, named):
-        from .. import optim
-        return optim.RMSprop(named, lr=self._lr, alpha=self.decay_rate, eps=self.eps)
+    def _step(self, key, w, g, xp):
+        h = self.state["h"][key]
+        h *= self.decay_rate
+        h += (1 - self.decay_rate) * g * g
+        w -= self.lr * g / (xp.sqrt(h) + self.eps)
 
     def _args(self):
-        return {"lr": self._lr, "decay_rate": self.decay_rate}
+        return {"lr": self.lr, "decay_rate": self.decay_rate}
 
 
 class Adam(_BookOptimizer):
-    """Adam (Kingma & Ba): bias-corrected first and second moments with beta1, beta2; eps = 1e-7."""
+    """Adam as the book writes it (Kingma & Ba's "efficient version"): lr_t = lr*sqrt(1 - beta2**t)/(1 - beta1**t),
+    m += (1 - beta1)*(dW - m), v += (1 - beta2)*(dW**2 - v), W -= lr_t*m/(sqrt(v) + 1e-7)."""
+
+    _slots = ("m", "v")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
         super().__init__(lr)
@@ -167,13 +168,20 @@ class Adam(_BookOptimizer):
             if not 0 <= float(b) < 1:
                 raise ValueError(f"Adam: {name} must be in [0, 1), got {b!r}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.iter = 0
 
-    def _make(self, named):
-        from .. import optim
-        return optim.Adam(named, lr=self._lr, betas=(self.beta1, self.beta2), eps=self.eps)
+    def _begin(self):
+        self.iter += 1
+        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
+
+    def _step(self, key, w, g, xp):
+        m, v = self.state["m"][key], self.state["v"][key]
+        m += (1 - self.beta1) * (g - m)
+        v += (1 - self.beta2) * (g ** 2 - v)
+        w -= self._lr_t * m / (xp.sqrt(v) + self.eps)
 
     def _args(self):
-        return {"lr": self._lr, "beta1": self.beta1, "beta2": self.beta2}
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2}
 
 
 _BY_NAME = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad, "rmsprop": RMSprop,
