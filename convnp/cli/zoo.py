@@ -22,7 +22,8 @@ def register(sub):
 
     e = sub.add_parser("export", help="export a zoo model (with optional weights) to ONNX")
     e.add_argument("output", help="the .onnx file to write")
-    e.add_argument("--model", default="resnet18", help="zoo model name (default resnet18)")
+    e.add_argument("--model", default="resnet18",
+                   help="zoo model name (default resnet18), or a training checkpoint / saved model (.npz)")
     e.add_argument("--weights", default=None, help="optional weights file to load first")
     e.add_argument("--input-shape", default=None,
                    help="C,H,W of one input (default 3,224,224; 1,32,32 for lenet5; 3,227,227 for alexnet_paper)")
@@ -125,9 +126,15 @@ def run_export(args) -> int:
     if args.weights and not os.path.exists(args.weights):
         raise FileNotFoundError(f"weights file not found: {args.weights}")
     kwargs = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    if not args.weights:
-        print(random_weights_warning(args.model), file=sys.stderr)
-    model = models.get_model(args.model, **kwargs)
+    checkpoint_shape = None
+    if str(args.model).endswith(".npz"):  # a training checkpoint or saved model: architecture and weights
+        from ..io.checkpoint import load_checkpoint
+        ckpt = load_checkpoint(args.model)
+        model, checkpoint_shape = ckpt.build_model(), ckpt.input_shape
+    else:
+        if not args.weights:
+            print(random_weights_warning(args.model), file=sys.stderr)
+        model = models.get_model(args.model, **kwargs)
     if args.weights:
         model.load_weights(args.weights)
     if args.input_shape:
@@ -137,6 +144,8 @@ def run_export(args) -> int:
             shape = ()
         if len(shape) != 3:
             raise ValueError(f"--input-shape must be C,H,W (three integers), got {args.input_shape!r}")
+    elif checkpoint_shape is not None:
+        shape = checkpoint_shape
     else:
         shape = _DEFAULT_SHAPES.get(args.model) or models.registry.default_input_shape(args.model)
     export_onnx(model, args.output, shape)

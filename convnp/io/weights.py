@@ -17,6 +17,7 @@ import numpy as np
 from ..backend import to_numpy
 
 PTH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_TORCHVISION_NAMES = ("DEFAULT", "IMAGENET1K_V1", "IMAGENET1K_V2")  # weights= enum names torchvision downloads
 
 # safetensors dtype names <-> NumPy dtypes (BF16 is widened to float32 on reading)
 _ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
@@ -40,6 +41,12 @@ def read_state_dict(path, expected=None) -> "OrderedDict[str, np.ndarray]":
     """
     path = os.fspath(path)
     if not os.path.exists(path):
+        if path.upper() in _TORCHVISION_NAMES:
+            raise FileNotFoundError(
+                f"weights={path!r} is torchvision's way to download its pretrained file; convnp downloads nothing "
+                "(no network at run time). Get the file once where you have a network connection (the table "
+                "in docs/models.md names it, e.g. resnet18-f37072fd.pth from https://download.pytorch.org/models/) "
+                "and pass its path: models.resnet18(weights=\"resnet18-f37072fd.pth\")")
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = _suffix(path)
     if suffix == ".safetensors":
@@ -151,7 +158,12 @@ def _read_npz(path, expected=None):
     """Read an .npz through :mod:`convnp.io.npz_guard`: headers first; with ``expected``, only entries whose
     (legacy-renamed) key and shape it lists are decompressed; without it, the compression-ratio rule applies."""
     from .npz_guard import check_ratio, inspect_npz, read_entries
-    entries = {k: e for k, e in inspect_npz(path).items() if not k.startswith("__")}
+    from .checkpoint import _MARKER
+    entries = inspect_npz(path)
+    if _MARKER in entries:  # a training checkpoint or saved model: its model weights (load_checkpoint validates)
+        from .checkpoint import load_checkpoint
+        return OrderedDict((k, np.asarray(v)) for k, v in load_checkpoint(path).model_state.items())
+    entries = {k: e for k, e in entries.items() if not k.startswith("__")}
     for key, e in entries.items():
         if e.dtype.kind in "US":
             raise ValueError(f"{path}: entry {key!r} holds {e.dtype} data (text), not numbers")
