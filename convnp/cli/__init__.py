@@ -13,7 +13,8 @@ import os
 import sys
 
 #: modules that add subcommands (each defines register(subparsers))
-COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train", "convnp.cli.viz", "convnp.cli.serve"]
+COMMAND_MODULES = ["convnp.cli.demo", "convnp.cli.zoo", "convnp.cli.train", "convnp.cli.viz", "convnp.cli.serve",
+                   "convnp.cli.info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

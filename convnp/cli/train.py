@@ -418,9 +418,13 @@ def run_summary(args) -> int:
             raise ValueError(f"--input-shape must look like C,H,W (e.g. 3,32,32), got {args.input_shape!r}") from None
         if len(shape) != 3:
             raise ValueError(f"--input-shape must have 3 numbers C,H,W, got {args.input_shape!r}")
+    from ..accel import planner
+    from ..nn import init
     if model is None:
         if args.model not in models.MODELS:
             raise ValueError(f"unknown model {args.model!r}; available: {', '.join(models.list_models())}")
-        model = _build_model(args.model, shape)
-    model.summary(shape)
+        with init.skipped():  # shapes and counts only: no random draws for 138M weights
+            model = _build_model(args.model, shape)
+    with planner.use_mode("fixed"):  # one forward to trace shapes: nothing worth timing
+        model.summary(shape)
     return 0

@@ -92,8 +92,8 @@ def backward(dy, cache, need_dx=True):
     """(dx, dw, db) of :func:`forward`; dx is None when ``need_dx`` is False."""
     xp = get_array_module(dy)
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col"]
-    if cache["relu_out"] is not None:
-        dy = dy * (cache["relu_out"] > 0)
+    if cache["relu_out"] is not None:  # dy where the ReLU's output is > 0, else 0 (a NaN dy is dropped there too)
+        dy = xp.where(cache["relu_out"] > 0, dy, 0)
     o = w.shape[0]
     dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, o)  # (N*OH*OW, O)
     db = dy2.sum(axis=0) if cache["has_bias"] else None

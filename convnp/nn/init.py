@@ -18,6 +18,7 @@ torch_default       U(-1/sqrt(fan_in), 1/sqrt(fan_in))       (PyTorch's Conv/Lin
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -65,10 +66,29 @@ def constant(shape, value=0.0, rng=None, dtype=DEFAULT_DTYPE):
     return np.full(shape, value, dtype=dtype)
 
 
+_skip = {"depth": 0}
+
+
+@contextlib.contextmanager
+def skipped():
+    """Inside this block the random initializers return zeros without drawing numbers: for work that needs a
+    model's shapes and parameter counts only (``convnp summary vgg16`` builds 138M weights in no time).
+
+    Example: ``with init.skipped(): model = models.vgg16()`` (then ``model.summary((3, 224, 224))``).
+    """
+    _skip["depth"] += 1
+    try:
+        yield
+    finally:
+        _skip["depth"] -= 1
+
+
 def normal(shape, std=0.01, mean=0.0, rng=None, dtype=DEFAULT_DTYPE):
     """N(mean, std^2); ``normal(shape, 0.01)`` is the textbook's ``0.01 * np.random.randn(*shape)``."""
     if not std >= 0:
         raise ValueError(f"normal: std must be >= 0, got {std}")
+    if _skip["depth"]:
+        return np.zeros(shape, dtype=dtype)
     return (mean + std * make_rng(rng).standard_normal(shape)).astype(dtype)
 
 
@@ -76,6 +96,8 @@ def uniform(shape, low=-0.05, high=0.05, rng=None, dtype=DEFAULT_DTYPE):
     """U(low, high)."""
     if not high >= low:
         raise ValueError(f"uniform: high ({high}) must be >= low ({low})")
+    if _skip["depth"]:
+        return np.zeros(shape, dtype=dtype)
     return make_rng(rng).uniform(low, high, size=shape).astype(dtype)
 
 
