@@ -2,10 +2,13 @@
 
     python -m benchmarks.run              # everything (several minutes on 2 cores)
     python -m benchmarks.run --quick      # fewer steps and repeats
-    python -m benchmarks.run --only train,infer,conv,pool,memory
+    python -m benchmarks.run --only train,infer,conv,pool,memory,firstuse
+    CONVNP_ISA=avx2 python -m benchmarks.run   # the AVX2 kernels on a machine that also has AVX-512
 
 Contestants take turns, each after an idle pause (so the other library's spinning threads are parked), and
-the median is reported: 5 turns of one run for training and inference; for the conv and pool grid 5 turns of
+the median is reported. Each convnp figure comes with convnp on the reference plan (CONVNP_PLAN=reference:
+im2col + one GEMM for every convolution), which the measured plan must never trail by more than 10%;
+5 turns of one run for training and inference; for the conv and pool grid 5 turns of
 0.1 s of warm-up calls and 3 timed calls (medians of 15). Training epochs are timed on a fixed
 number of steps (batch 100, Adam) and scaled to an epoch of 600 steps (60,000 MNIST images). Prints a table
 and one JSON line of ratios (convnp time / peer time: below 1 means convnp is faster).
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -71,28 +73,103 @@ def alternate(contestants: dict, repeats: int, calls: int = 1, warmup_s: float =
 
 
 # ------------------------------------------------------------------ contestants
-def convnp_trainer(model_name, x, t, steps):
+def convnp_vgg_bn():
+    """CIFAR-shaped VGG net with batch norm: conv 64, 64, pool, 128, 128, pool, global average pool, dense."""
+    from convnp import nn
+    layers, c = [], 3
+    for v in (64, 64, "M", 128, 128, "M"):
+        if v == "M":
+            layers.append(nn.MaxPool2D(2))
+        else:
+            layers += [nn.Conv2D(v, 3, padding=1, in_channels=c), nn.BatchNorm2D(v), nn.ReLU()]
+            c = v
+    return nn.Sequential(layers + [nn.GlobalAvgPool2D(), nn.Dense(10, in_features=c)])
+
+
+def torch_vgg_bn():
+    import torch.nn as tnn
+    layers, c = [], 3
+    for v in (64, 64, "M", 128, 128, "M"):
+        if v == "M":
+            layers.append(tnn.MaxPool2d(2))
+        else:
+            layers += [tnn.Conv2d(c, v, 3, padding=1), tnn.BatchNorm2d(v), tnn.ReLU()]
+            c = v
+    return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(c, 10))
+
+
+def torch_resnet18():
+    """torchvision's ResNet-18 (BasicBlock, [2, 2, 2, 2]) written out: torchvision is not installed here."""
+    import torch.nn as tnn
+
+    class Block(tnn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1, self.bn1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False), tnn.BatchNorm2d(cout)
+            self.conv2, self.bn2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False), tnn.BatchNorm2d(cout)
+            self.down = None if stride == 1 and cin == cout else tnn.Sequential(
+                tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(self.bn1(self.conv1(x)).relu()))
+            return (out + (x if self.down is None else self.down(x))).relu()
+    layers, c = [], 64
+    for width, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(c, width, stride), Block(width, width, 1)]
+        c = width
+    return tnn.Sequential(tnn.Conv2d(3, 64, 7, 2, 3, bias=False), tnn.BatchNorm2d(64), tnn.ReLU(),
+                          tnn.MaxPool2d(3, 2, 1), *layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(512, 1000))
+
+
+def convnp_resnet18():
+    import convnp
+    return convnp.models.resnet18()
+
+
+#: benchmark models that are not in convnp's zoo under that name: (convnp factory, torch factory)
+MODELS = {"vgg_bn_cifar": (convnp_vgg_bn, torch_vgg_bn), "resnet18": (convnp_resnet18, torch_resnet18)}
+
+
+def _in_mode(mode, fn):
+    """fn run with the planner in ``mode`` (None: as configured)."""
+    if mode is None:
+        return fn
+    from convnp.accel import planner
+
+    def run():
+        with planner.use_mode(mode):
+            fn()
+    return run
+
+
+def convnp_trainer(model_name, x, t, steps, batch=100, plan=None):
+    """A training loop as convnp.train runs it (each step inside accel.threads.step_threads); ``plan``: the
+    planner's mode for it (None: CONVNP_PLAN's, "reference": the reference convolution everywhere)."""
     import convnp
     from convnp import optim
+    from convnp.accel import threads
     from convnp.nn.losses import CrossEntropyLoss
-    model = convnp.models.get_model(model_name)
-    model(x[:100])  # build
+    model = MODELS[model_name][0]() if model_name in MODELS else convnp.models.get_model(model_name)
+    model(x[:2])  # build
     opt = optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = CrossEntropyLoss()
 
     def run():
         model.train()
         for i in range(steps):
-            xb, tb = x[i * 100:(i + 1) * 100], t[i * 100:(i + 1) * 100]
+            xb, tb = x[i * batch:(i + 1) * batch], t[i * batch:(i + 1) * batch]
             opt.zero_grad()
-            loss_fn(model(xb), tb)
-            model.backward(loss_fn.backward())
+            with threads.step_threads(model, xb):
+                loss_fn(model(xb), tb)
+                model.backward(loss_fn.backward())
             opt.step()
-    return run, model
+    return _in_mode(plan, run), model
 
 
 def torch_model(model_name):
     import torch.nn as tnn
+    if model_name in MODELS:
+        return MODELS[model_name][1]()
     if model_name == "simple_convnet":
         return tnn.Sequential(tnn.Conv2d(1, 30, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
                               tnn.Linear(30 * 12 * 12, 100), tnn.ReLU(), tnn.Linear(100, 10))
@@ -106,7 +183,7 @@ def torch_model(model_name):
                           tnn.Linear(50, 10))
 
 
-def torch_trainer(model_name, x, t, steps):
+def torch_trainer(model_name, x, t, steps, batch=100):
     import torch
     model = torch_model(model_name)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -117,7 +194,7 @@ def torch_trainer(model_name, x, t, steps):
         model.train()
         for i in range(steps):
             opt.zero_grad()
-            loss = loss_fn(model(xs[i * 100:(i + 1) * 100]), ts[i * 100:(i + 1) * 100])
+            loss = loss_fn(model(xs[i * batch:(i + 1) * batch]), ts[i * batch:(i + 1) * batch])
             loss.backward()
             opt.step()
     return run, model
@@ -136,13 +213,14 @@ def textbook_trainer(model_name, x, t, steps):
     return run, net
 
 
-def bench_train(x, t, model_name, steps, repeats, textbook_steps):
-    runs = {"convnp": convnp_trainer(model_name, x, t, steps)[0],
-            "torch": torch_trainer(model_name, x, t, steps)[0]}
-    for fn in runs.values():  # warm-up
+def bench_train(x, t, model_name, steps, repeats, textbook_steps, batch=100, per_epoch=True):
+    runs = {"convnp": convnp_trainer(model_name, x, t, steps, batch)[0],
+            "convnp_reference": convnp_trainer(model_name, x, t, steps, batch, plan="reference")[0],
+            "torch": torch_trainer(model_name, x, t, steps, batch)[0]}
+    for fn in runs.values():  # warm-up (and the planner's measurements)
         fn()
     med = alternate(runs, repeats)
-    out = {k: v / steps * STEPS_PER_EPOCH for k, v in med.items()}
+    out = {k: v / steps * STEPS_PER_EPOCH for k, v in med.items()} if per_epoch else med
     if textbook_steps:
         tb_run = textbook_trainer(model_name, x, t, textbook_steps)[0]
         out["textbook"] = _median_time(tb_run, 1) / textbook_steps * STEPS_PER_EPOCH
@@ -152,23 +230,53 @@ def bench_train(x, t, model_name, steps, repeats, textbook_steps):
 def bench_infer(x, model_name, repeats, batch=1000):
     import convnp
     import torch
+    from convnp.accel import threads
     _, model = convnp_trainer(model_name, x, np.zeros(len(x), np.int64), 0)
     tmodel = torch_model(model_name).eval()
     model.eval()
     xs = torch.from_numpy(x)
 
-    def ours():
+    def ours():  # as convnp.train's predict runs it (accel.threads.step_threads per batch)
         with convnp.no_grad():
             for i in range(0, len(x), batch):
-                model(x[i:i + batch])
+                with threads.step_threads(model, x[i:i + batch]):
+                    model(x[i:i + batch])
 
     def theirs():
         with torch.no_grad():
             for i in range(0, len(x), batch):
                 tmodel(xs[i:i + batch])
-    ours(), theirs()
-    med = alternate({"convnp": ours, "torch": theirs}, repeats)
+    reference = _in_mode("reference", ours)
+    ours(), ours(), reference(), theirs()  # warm-up (plans measured, then the thread setting they call for)
+    med = alternate({"convnp": ours, "convnp_reference": reference, "torch": theirs}, repeats)
     return {k: len(x) / v for k, v in med.items()}  # images per second
+
+
+def bench_resnet18_infer(repeats, batch=8):
+    """ResNet-18 inference on a batch of 8 224x224 images: seconds per batch."""
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    return bench_infer(x, "resnet18", repeats, batch=batch)
+
+
+def bench_first_use():
+    """Seconds from a fresh process with an empty kernel and plan cache to the end of SimpleConvNet's first
+    training step and first inference batch (compile + planning + the work), and what it printed."""
+    import tempfile
+    code = ("import time; t = time.perf_counter(); import numpy as np, convnp\n"
+            "from convnp.train.fit import predict\n"
+            "from convnp.data import load_mnist\n"
+            "(x, y), _ = load_mnist(); x, y = x[:200], y[:200]\n"
+            "m = convnp.models.simple_convnet(seed=0)\n"
+            "m.compile(optimizer='adam', loss='sparse_categorical_crossentropy', lr=1e-3)\n"
+            "m.fit(x, y, epochs=1, batch_size=100, verbose=0)\n"
+            "predict(m, x, batch_size=100)\n"
+            "print('FIRST_USE_S', time.perf_counter() - t)")
+    with tempfile.TemporaryDirectory() as cache:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ, CONVNP_CACHE_DIR=cache))
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    seconds = next((float(line.split()[1]) for line in lines if line.startswith("FIRST_USE_S")), None)
+    return {"seconds": seconds, "printed": [line for line in lines if line.startswith("convnp:")]}
 
 
 CONV_GRID = [  # (N, C, H, W, filters, k, stride, pad)
@@ -188,14 +296,15 @@ def bench_conv(repeats):
         b = np.zeros(f, np.float32)
         tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, wt, b))
 
-        def ours():
-            y, cache = conv2d_forward(x, wt, b, stride=s, padding=p)
+        def ours(provider=None):
+            y, cache = conv2d_forward(x, wt, b, stride=s, padding=p, save_cache=True, provider=provider)
             conv2d_backward(np.ones_like(y), cache)
 
         def theirs():
             y = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
             y.backward(torch.ones_like(y))
-        med = alternate({"convnp": ours, "torch": theirs}, repeats, calls=3, warmup_s=WARMUP_S)
+        med = alternate({"convnp": ours, "convnp_reference": lambda: ours("reference"), "torch": theirs}, repeats,
+                        calls=3, warmup_s=WARMUP_S)
         rows.append({"shape": f"x{(n, c, h, w)} {f}@{k}x{k} s{s} p{p}", **med})
     return rows
 
@@ -264,16 +373,16 @@ def bench_memory():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="train,infer,conv,pool,memory")
+    ap.add_argument("--only", default="train,infer,conv,pool,memory,firstuse")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--accel", choices=("auto", "on", "off"), default="auto",
-                    help="convnp.accel's numba kernels: auto uses them when numba is installed")
+                    help="convnp.accel's C kernels: auto uses them when they build (a C compiler)")
     args = ap.parse_args(argv)
     import torch
     from convnp import accel
     torch.set_num_threads(args.threads)
     if args.accel == "on" and not accel.available():
-        ap.error("--accel on needs numba (pip install 'convnp[fast]') and CONVNP_ACCEL unset or 1")
+        ap.error("--accel on needs the C kernels (a C compiler) and CONVNP_ACCEL unset or 1")
     accel.set_enabled(args.accel != "off" and accel.available())
     parts = set(args.only.split(","))
     steps, repeats = (10, 3) if args.quick else (30, 5)
@@ -281,10 +390,11 @@ def main(argv=None):
     (x, t), _ = load_mnist()
     x, t = x[:steps * 100], t[:steps * 100]
     results, ratios = {}, {}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads={args.threads}; "
-          f"numpy {np.__version__}, torch {torch.__version__}; convnp.accel (numba kernels): "
-          f"{'on' if accel.available() else 'off'}; C direct convolution: "
-          f"{'on' if accel.direct_enabled_for() else 'off'}")
+    from convnp.accel import build, direct, planner
+    print(f"machine: {build.cpu_features()['model']}, {os.cpu_count()} cores; threads={args.threads}; "
+          f"numpy {np.__version__}, torch {torch.__version__}; C kernels: "
+          f"{direct.variant() + ' variant' if accel.direct_enabled_for() else 'off'}; "
+          f"planning: {planner.mode()}")
     if "train" in parts:
         for name in ("simple_convnet", "deep_convnet"):
             r = bench_train(x, t, name, steps, repeats, textbook_steps=3 if args.quick else 5)
@@ -292,16 +402,35 @@ def main(argv=None):
             ratios[f"train_{name}_vs_torch"] = r["convnp"] / r["torch"]
             if "textbook" in r:
                 ratios[f"train_{name}_speedup_vs_textbook"] = r["textbook"] / r["convnp"]
-            print(f"epoch {name:15s} convnp {r['convnp']:7.1f}s  torch {r['torch']:7.1f}s  "
-                  + (f"textbook {r['textbook']:7.1f}s  " if "textbook" in r else "")
+            ratios[f"train_{name}_vs_reference"] = r["convnp"] / r["convnp_reference"]
+            print(f"epoch {name:15s} convnp {r['convnp']:7.1f}s  reference plan {r['convnp_reference']:7.1f}s  "
+                  f"torch {r['torch']:7.1f}s  " + (f"textbook {r['textbook']:7.1f}s  " if "textbook" in r else "")
                   + f"ratio {r['convnp'] / r['torch']:.2f}")
+        rng = np.random.default_rng(0)  # the CIFAR-shaped VGG-BN net: 15 steps of batch 64 on random images
+        vsteps = 5 if args.quick else 15
+        xv = rng.standard_normal((vsteps * 64, 3, 32, 32)).astype(np.float32)
+        tv = rng.integers(0, 10, vsteps * 64)
+        r = bench_train(xv, tv, "vgg_bn_cifar", vsteps, repeats, 0, batch=64, per_epoch=False)
+        results["train_vgg_bn_cifar"] = r
+        ratios["train_vgg_bn_cifar_vs_torch"] = r["convnp"] / r["torch"]
+        ratios["train_vgg_bn_cifar_vs_reference"] = r["convnp"] / r["convnp_reference"]
+        print(f"{vsteps} steps vgg_bn_cifar  convnp {r['convnp']:7.2f}s  reference plan {r['convnp_reference']:7.2f}s  "
+              f"torch {r['torch']:7.2f}s  ratio {r['convnp'] / r['torch']:.2f}")
     if "infer" in parts:
         for name in ("simple_convnet", "deep_convnet"):
             r = bench_infer(x, name, repeats)
             results[f"infer_{name}"] = r
             ratios[f"infer_{name}_throughput_vs_torch"] = r["convnp"] / r["torch"]
-            print(f"infer {name:15s} convnp {r['convnp']:8.0f} img/s  torch {r['torch']:8.0f} img/s  "
-                  f"throughput ratio {r['convnp'] / r['torch']:.2f}")
+            ratios[f"infer_{name}_throughput_vs_reference"] = r["convnp"] / r["convnp_reference"]
+            print(f"infer {name:15s} convnp {r['convnp']:8.0f} img/s  reference plan {r['convnp_reference']:8.0f} "
+                  f"img/s  torch {r['torch']:8.0f} img/s  throughput ratio {r['convnp'] / r['torch']:.2f}")
+        r = bench_resnet18_infer(repeats)
+        results["infer_resnet18_b8"] = r
+        ratios["infer_resnet18_b8_time_vs_torch"] = r["torch"] / r["convnp"]
+        ratios["infer_resnet18_b8_time_vs_reference"] = r["convnp_reference"] / r["convnp"]
+        print(f"infer resnet18 b8 224x224  convnp {8 / r['convnp'] * 1e3:7.1f} ms  reference plan "
+              f"{8 / r['convnp_reference'] * 1e3:7.1f} ms  torch {8 / r['torch'] * 1e3:7.1f} ms  "
+              f"time ratio {r['torch'] / r['convnp']:.2f}")
     for part, fn in (("conv", bench_conv), ("pool", bench_pool)):
         if part in parts:
             rows = fn(repeats)  # turns of 3 timed calls: medians of 15 (milliseconds each, on a noisy machine)
@@ -309,12 +438,24 @@ def main(argv=None):
             for row in rows:
                 ratio = row["convnp"] / row["torch"]
                 ratios[f"{part} {row['shape']}"] = ratio
-                print(f"{part} fwd+bwd {row['shape']:42s} convnp {row['convnp'] * 1e3:8.2f}ms  "
+                ref = (f"reference {row['convnp_reference'] * 1e3:8.2f}ms  " if "convnp_reference" in row else "")
+                if "convnp_reference" in row:
+                    ratios[f"{part} {row['shape']} vs reference"] = row["convnp"] / row["convnp_reference"]
+                print(f"{part} fwd+bwd {row['shape']:42s} convnp {row['convnp'] * 1e3:8.2f}ms  {ref}"
                       f"torch {row['torch'] * 1e3:8.2f}ms  ratio {ratio:.2f}")
     if "memory" in parts:
         r = bench_memory()
         results["vgg16_b8_peak_rss_mib"] = r
         print(f"VGG16 batch-8 224x224 forward peak RSS: convnp {r['convnp']} MiB, torch {r['torch']} MiB")
+    if "firstuse" in parts:
+        r = bench_first_use()
+        results["first_use"] = r
+        print(f"first use (empty cache: compile + plans + SimpleConvNet fit of 200 images + predict): "
+              f"{r['seconds'] and round(r['seconds'], 1)} s; printed: {r['printed']}")
+    plans = planner.plans()
+    print(f"plan ({len(plans)} cases, {planner.plan_file()}):")
+    for key, entry in plans.items():
+        print(f"  {key}: {entry['provider']}")
     print("JSON " + json.dumps({"ratios": {k: round(v, 3) for k, v in ratios.items()}, "results": results,
                                 "accel": accel.available(), "direct_conv": accel.direct_enabled_for(),
                                 "threads": args.threads}))

@@ -5,12 +5,12 @@ from benchmarks import run
 from convnp import accel
 
 
-def test_accel_on_without_numba_is_a_clear_error(monkeypatch, capsys):
+def test_accel_on_without_the_kernels_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(accel, "available", lambda: False)
     with pytest.raises(SystemExit) as err:
         run.main(["--accel", "on", "--only", "memory"])
     assert err.value.code == 2
-    assert "--accel on needs numba (pip install 'convnp[fast]') and CONVNP_ACCEL unset or 1" in capsys.readouterr().err
+    assert "--accel on needs the C kernels (a C compiler) and CONVNP_ACCEL unset or 1" in capsys.readouterr().err
 
 
 def test_alternate_takes_turns_after_a_pause_with_untimed_warmup(monkeypatch):

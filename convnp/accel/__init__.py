@@ -1,19 +1,20 @@
-"""Optional compiled CPU kernels (numba) for the memory-bound steps around the matrix products.
+"""Compiled CPU kernels: C compiled with the system's compiler on first use, for float32 NumPy arrays.
 
-NumPy stays the reference: every function in :mod:`convnp.accel.kernels` has a NumPy twin in
-``convnp.functional`` that computes the same numbers, and the tests compare the two. What the kernels buy is
-one pass over memory where NumPy makes several (a max pool with its argmax, a ReLU backward without a boolean
-temporary) and cache-sized work per image plane (col2im, the NCHW <-> GEMM layout copies).
+NumPy stays the reference: every kernel has a NumPy twin in ``convnp.functional`` that computes the same
+numbers (within float32 rounding for sums), and the tests compare the two.
 
-A second, separate accelerator is :mod:`convnp.accel.direct`: C kernels compiled with the system's C compiler
-on first use (no numba needed) for float32 NumPy arrays (see :func:`direct_enabled_for`): the forward and
-backward of stride-1 one-group convolutions without a patch matrix, the padding copy, strided im2col/col2im
-and the fused Adam step. :mod:`convnp.accel.threads` decides when they get every core (BLAS on one thread).
-The numba kernels are used when all of these hold:
+* :mod:`convnp.accel.direct`: convolutions without a patch matrix (stride 1 and strided), the padding and
+  strided-patch copies, the fused Adam step;
+* :mod:`convnp.accel.kernels`: the memory-bound steps around the matrix products (max pooling with its argmax,
+  ReLU backward, col2im, the NCHW <-> GEMM layout copies), one pass each;
+* :mod:`convnp.accel.build`: one compile-and-cache helper, a build per instruction set (avx512, avx2,
+  generic; ``CONVNP_ISA`` forces one);
+* :mod:`convnp.accel.planner`: which convolution provider runs each case, measured on this machine;
+* :mod:`convnp.accel.threads`: when the kernels get every core (BLAS on one thread).
 
-* numba is installed (``pip install "convnp[fast]"``);
-* the environment variable ``CONVNP_ACCEL`` is not ``0`` and :func:`set_enabled` was not called with False;
-* the arrays are NumPy arrays of float32 or float64 (CuPy arrays take convnp's CUDA kernels instead).
+They are used when a C compiler is found (or the library is in the cache), ``CONVNP_ACCEL`` is not ``0`` and
+:func:`set_enabled` was not called with False, and the arrays are float32 NumPy arrays (float64 and CuPy
+arrays take the NumPy code and convnp's CUDA kernels).
 
 Example::
 
@@ -25,7 +26,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import os
 
 import numpy as np
@@ -33,33 +34,21 @@ import numpy as np
 __all__ = ["available", "enabled_for", "direct_enabled_for", "set_enabled", "disabled", "kernels", "direct",
            "POOL_WINDOWS"]
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: max-pool windows that have a compiled kernel (others take the NumPy path)
 POOL_WINDOWS = ((2, 2), (3, 3))
-_state = {"enabled": os.environ.get("CONVNP_ACCEL", "1").strip() not in ("0", "false", "off", "no"),
-          "numba": importlib.util.find_spec("numba") is not None}
+_state = {"enabled": os.environ.get("CONVNP_ACCEL", "1").strip() not in ("0", "false", "off", "no")}
 
 
 def available() -> bool:
-    """True when numba is installed and the kernels are switched on."""
-    return _state["enabled"] and _state["numba"]
-
-
-def enabled_for(*arrays) -> bool:
-    """True when the kernels are on and every array is a NumPy float32/float64 array (of one dtype)."""
-    if not available():
+    """True when the kernels are switched on and the C library is built (or can be)."""
+    if not _state["enabled"]:
         return False
-    dtype = None
-    for a in arrays:
-        if type(a) is not np.ndarray or a.dtype not in _FLOATS or (dtype is not None and a.dtype != dtype):
-            return False
-        dtype = a.dtype
-    return True
+    from . import direct
+    return direct.available()
 
 
 def direct_enabled_for(*arrays) -> bool:
-    """True when the compiled direct convolution (:mod:`convnp.accel.direct`, needs a C compiler, not numba)
-    is switched on and built, and every array is a float32 NumPy array."""
+    """True when the C kernels are switched on and built, and every array is a float32 NumPy array."""
     if not _state["enabled"]:
         return False
     for a in arrays:
@@ -67,6 +56,10 @@ def direct_enabled_for(*arrays) -> bool:
             return False
     from . import direct
     return direct.available()
+
+
+#: the kernels of :mod:`convnp.accel.kernels` take the same arrays as the convolutions: float32 NumPy
+enabled_for = direct_enabled_for
 
 
 def set_enabled(flag: bool) -> bool:
@@ -86,7 +79,7 @@ def disabled():
         set_enabled(previous)
 
 
-def __getattr__(name):  # ``convnp.accel.kernels`` compiles lazily: importing convnp never imports numba
-    if name in ("kernels", "direct", "threads"):
+def __getattr__(name):  # submodules load lazily: importing convnp compiles nothing
+    if name in ("kernels", "direct", "threads", "planner", "build"):
         return importlib.import_module(__name__ + "." + name)
     raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

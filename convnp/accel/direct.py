@@ -18,24 +18,20 @@ below the machine's peak. The kernels read each tap's contiguous run of the padd
   the phases xpad[a::sh, b::sw] with the taps w[a::sh, b::sw]; the dx of every strided convolution, phase by
   phase, written back to the phase's positions.
 
-Single-threaded on the 2-core benchmark machine: ~100 GFLOP/s forward and ~90 for dW on DeepConvNet's
-16-32-channel layers (OpenBLAS's sgemm peak there: ~150); DeepConvNet training step 85 -> 45 ms.
-
-What uses it: ``convnp.functional.conv2d_forward`` for float32 convolutions with stride 1, one group and a
-kernel larger than 1x1 (with fewer patch rows than filters, C*kh*kw < O, only when it has several threads),
-and ``conv2d_backward`` after such a forward (dx too when the padding is zeros and within the kernel's reach);
-strided ones with zero padding, no dilation, a kernel at least as large as the stride and >= 8 input channels
-(:func:`conv2d_strided`, :func:`conv2d_strided_backward`).
+What uses it: the ``direct`` and ``strided`` providers of ``convnp.functional.conv`` (``conv_direct.py``), for
+float32 convolutions the planner gives them.
 
 Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads take in turn (ctypes
 releases the GIL); a layer's pad + convolution, and its backward's dW + dy padding + dx, run piece by piece so
 that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
 
-How it is built: ``cc -O3 -march=native`` into ``$CONVNP_CACHE_DIR`` (default ``~/.cache/convnp``), keyed by
-a hash of the sources, the flags and the CPU, and loaded with ctypes. Without a C compiler, or when the build
-fails, :func:`available` is False (:func:`status` says why) and convnp uses its NumPy path, which stays the
-reference: ``tests/test_accel_direct.py`` compares the two. ``CONVNP_ACCEL=0`` switches this off with the
-numba kernels.
+How it is built: :mod:`convnp.accel.build` compiles the sources once per instruction-set variant (avx512, avx2,
+generic: ``isa.h`` sets the register blocking of each; ``CONVNP_ISA`` forces one) into ``$CONVNP_CACHE_DIR``
+(default ``~/.cache/convnp``), keyed by a hash of the sources, the flags and the compiler, and loads it with
+ctypes. Without a C compiler, or when the build fails, :func:`available` is False (:func:`status` says why) and
+convnp uses its NumPy path, which stays the reference: ``tests/test_accel_direct.py`` compares the two.
+``CONVNP_ACCEL=0`` switches the C kernels off. Which provider runs a convolution is the planner's choice
+(``convnp.accel.planner``); measurements are in docs/performance.md.
 """
 from __future__ import annotations
 
@@ -57,8 +53,8 @@ __all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2
            "pieces", "run_split"]
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
-SOURCES = _SOURCES = tuple(Path(__file__).with_name(name) for name in ("isa.h", "direct_conv.c", "direct_dw.c", "direct_cv.c",
-                                                              "pad.c", "phases.c", "patches.c", "adam.c"))
+SOURCES = _SOURCES = tuple(Path(__file__).with_name(name) for name in (
+    "isa.h", "direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c", "phases.c", "patches.c", "adam.c", "layout.c"))
 FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
 _STORE_RELU, _STORE_ADD = 1, 2  # the forward kernels' store flags (direct_conv.c)
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)

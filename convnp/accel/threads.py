@@ -28,10 +28,6 @@ def _blas_controller():
             if not _state["looked"]:
                 if importlib.util.find_spec("threadpoolctl") is not None:
                     import numpy  # noqa: F401  (make sure its BLAS is loaded)
-                    from . import available
-                    if available():  # numba imports SciPy, which loads a BLAS of its own: control that one too
-                        import importlib as _il
-                        _il.import_module(__package__ + ".kernels")
                     from threadpoolctl import ThreadpoolController
                     ctl = ThreadpoolController().select(user_api="blas")
                     _state["controller"] = ctl if len(ctl.lib_controllers) else None

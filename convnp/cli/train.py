@@ -178,7 +178,7 @@ def run_train(args) -> int:
     say(f"training {args.model} on {args.dataset} ({len(x_train)} images, {model.num_parameters():,} parameters) "
         f"for {_plural(epochs, 'epoch')}: {optimizer} lr {lr:g}, batch {batch_size}, schedule {schedule or 'none'}, "
         f"augment {'shift' if augment == 'shift' else 'on' if augment else 'off'}, seed {args.seed}" + (f", {world.size} ranks" if world.size > 1 else "")
-        + (", numba kernels" if accel.available() and args.device == "cpu" else ""))
+        + (f", C kernels ({accel.direct.variant()})" if accel.available() and args.device == "cpu" else ""))
     start = time.perf_counter()
     history = trainer.fit(x_train, t_train, epochs=epochs, batch_size=batch_size,
                           validation_data=None if val_split else (x_test, t_test), validation_split=val_split,

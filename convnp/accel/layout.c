@@ -1,0 +1,144 @@
+/* convnp.accel: the memory-bound steps around the matrix products, one pass each (float32).
+ *
+ * Each function computes what a NumPy function of convnp computes (the NumPy code stays the reference, and
+ * tests/test_accel.py compares the two): NumPy makes several passes (a max pool with its argmax, a ReLU backward
+ * through a boolean temporary) where these make one, over one image plane at a time while it is in cache.
+ *
+ *   relu_backward       out = dy where ref > 0, else 0                         activation.relu_backward
+ *   max_pool            y = window max, arg = flat index (row*wp + col) of     pooling.max_pool2d_forward
+ *                       its first max (row-major), NaN and -1 for a window
+ *                       holding a NaN
+ *   max_pool_backward   dx = 0, then dx[arg] += dy                             pooling.max_pool2d_backward
+ *   gemm_to_nchw        out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])           conv_gemm._gemm_to_nchw
+ *   nchw_to_gemm        out[o, n, r, q] = dy[n, o, r, q], 0 for q >= ow        conv_gemm._nchw_to_gemm
+ *   col2im_wide         out[n, c, i*dh*wp + j*dw + p] += col[c, i, j, n, p]    conv_gemm._col2im_wide
+ *   col2im_nc           x[n, c, r*sh + i*dh, q*sw + j*dw] += col[n, c, i, j,   conv_gemm._col2im
+ *                       r, q]
+ */
+#include <math.h>
+#include <string.h>
+
+void convnp_relu_backward(const float *dy, const float *ref, long size, float *out)
+{
+    for (long i = 0; i < size; i++) /* both loads unconditional: vectorizes */
+        out[i] = ref[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+/* k x k windows (k = 2 or 3 get their own copies with k known to the compiler) of planes (hp, wp) */
+static inline __attribute__((always_inline)) void
+pool_planes(const float *x, long planes, long hp, long wp, const long k, long sh, long sw, long oh, long ow,
+            float *y, int *arg)
+{
+    for (long p = 0; p < planes; p++) {
+        const float *xp = x + p * hp * wp;
+        float *yp = y + p * oh * ow;
+        int *ap = arg + p * oh * ow;
+        for (long r = 0; r < oh; r++)
+            for (long q = 0; q < ow; q++) {
+                const long top = r * sh, left = q * sw;
+                float best = xp[top * wp + left];
+                long at = top * wp + left;
+                int nan = 0;
+                for (long i = 0; i < k; i++)
+                    for (long j = 0; j < k; j++) {
+                        const long idx = (top + i) * wp + left + j;
+                        const float v = xp[idx];
+                        nan |= v != v;
+                        if (v > best) { /* a tie keeps the earlier (row-major) cell */
+                            best = v;
+                            at = idx;
+                        }
+                    }
+                yp[r * ow + q] = nan ? NAN : best;
+                ap[r * ow + q] = nan ? -1 : (int)at;
+            }
+    }
+}
+
+void convnp_max_pool(const float *x, long planes, long hp, long wp, long k, long sh, long sw, long oh, long ow,
+                     float *y, int *arg)
+{
+    if (k == 2)
+        pool_planes(x, planes, hp, wp, 2, sh, sw, oh, ow, y, arg);
+    else if (k == 3)
+        pool_planes(x, planes, hp, wp, 3, sh, sw, oh, ow, y, arg);
+    else
+        pool_planes(x, planes, hp, wp, k, sh, sw, oh, ow, y, arg);
+}
+
+void convnp_max_pool_backward(const float *dy, const int *arg, long planes, long outputs, long plane, float *dx)
+{
+    for (long p = 0; p < planes; p++) {
+        float *dxp = dx + p * plane;
+        const float *dyp = dy + p * outputs;
+        const int *ap = arg + p * outputs;
+        memset(dxp, 0, plane * sizeof(float));
+        for (long i = 0; i < outputs; i++)
+            if (ap[i] >= 0)
+                dxp[ap[i]] += dyp[i];
+    }
+}
+
+/* samples n0..n1-1: y2 (o_n, n_n, oh, wg) -> out (n_n, o_n, oh, ow) */
+void convnp_gemm_to_nchw(const float *y2, const float *bias, long n_n, long n0, long n1, long o_n, long oh, long ow,
+                         long wg, float *out)
+{
+    for (long n = n0; n < n1; n++)
+        for (long o = 0; o < o_n; o++) {
+            const float b = bias ? bias[o] : 0.0f;
+            const float *src = y2 + (o * n_n + n) * oh * wg;
+            float *dst = out + (n * o_n + o) * oh * ow;
+            for (long r = 0; r < oh; r++)
+                for (long q = 0; q < ow; q++)
+                    dst[r * ow + q] = src[r * wg + q] + b;
+        }
+}
+
+/* filters o0..o1-1: dy (n_n, o_n, oh, ow) -> out (o_n, n_n, oh, wg), zeros at q >= ow */
+void convnp_nchw_to_gemm(const float *dy, long n_n, long o_n, long o0, long o1, long oh, long ow, long wg, float *out)
+{
+    for (long o = o0; o < o1; o++)
+        for (long n = 0; n < n_n; n++) {
+            const float *src = dy + (n * o_n + o) * oh * ow;
+            float *dst = out + (o * n_n + n) * oh * wg;
+            for (long r = 0; r < oh; r++) {
+                memcpy(dst + r * wg, src + r * ow, ow * sizeof(float));
+                for (long q = ow; q < wg; q++)
+                    dst[r * wg + q] = 0.0f;
+            }
+        }
+}
+
+/* channels c0..c1-1: col (c_n, kh, kw, n_n, lw) added into out (n_n, c_n, plane). Loop order (c, i, j, n): col is
+ * read front to back, and two passes over one plane (kernel offsets one element apart) are n_n planes apart
+ * (offset-by-offset passes over ONE small plane made each load wait for the previous pass's stores: 3-4x slower) */
+void convnp_col2im_wide(const float *col, long n_n, long c_n, long c0, long c1, long kh, long kw, long dh, long dw,
+                        long wp, long lw, long plane, float *out)
+{
+    for (long c = c0; c < c1; c++)
+        for (long i = 0; i < kh; i++)
+            for (long j = 0; j < kw; j++) {
+                const long off = i * dh * wp + j * dw;
+                for (long n = 0; n < n_n; n++) {
+                    const float *src = col + (((c * kh + i) * kw + j) * n_n + n) * lw;
+                    float *dst = out + (n * c_n + c) * plane + off;
+                    for (long p = 0; p < lw; p++)
+                        dst[p] += src[p];
+                }
+            }
+}
+
+/* planes t0..t1-1 of (n, c): col (n_n*c_n, kh, kw, oh, ow) added into out (n_n*c_n, hp, wp) */
+void convnp_col2im_nc(const float *col, long t0, long t1, long kh, long kw, long sh, long sw, long dh, long dw,
+                      long oh, long ow, long hp, long wp, float *out)
+{
+    for (long t = t0; t < t1; t++)
+        for (long i = 0; i < kh; i++)
+            for (long j = 0; j < kw; j++) {
+                const float *src = col + ((t * kh + i) * kw + j) * oh * ow;
+                float *plane = out + t * hp * wp + i * dh * wp + j * dw;
+                for (long r = 0; r < oh; r++)
+                    for (long q = 0; q < ow; q++)
+                        plane[r * sh * wp + q * sw] += src[r * ow + q];
+            }
+}
