@@ -52,8 +52,9 @@ def test_settings_come_back_after_an_error():
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel
 
 
-def test_chunked_inference_matches_unchunked_and_predict_moves_to_kernel_threads(monkeypatch):
+def test_chunked_inference_matches_unchunked_and_predict_tries_kernel_threads(monkeypatch):
     from convnp.train.fit import predict
+    monkeypatch.setenv("CONVNP_PLAN", "measure")
     model = convnp.models.get_model("deep_convnet", seed=0).eval()
     x = np.random.default_rng(0).random((150, 1, 28, 28), dtype=np.float32)
     seen = []
@@ -64,8 +65,8 @@ def test_chunked_inference_matches_unchunked_and_predict_moves_to_kernel_threads
         return original(*args, **kwargs)
 
     monkeypatch.setattr(direct, "conv2d", spy)
-    chunked = predict(model, x, batch_size=75)  # two batches: the second one on kernel threads (BLAS on one)
-    assert 1 in seen and seen[0] == _blas_threads()[0]
+    chunked = predict(model, x, batch_size=25)  # 6 batches: 3 on BLAS's threads, then 3 on kernel threads
+    assert seen[0] == _blas_threads()[0] and seen[-1] == 1
     monkeypatch.setattr(convnp.nn.containers, "INFERENCE_CHUNK", None)
     with convnp.no_grad():
         whole = model(x)
@@ -103,40 +104,44 @@ def _threads_seen_in_training_steps(monkeypatch, model, x, steps=2):
     return seen
 
 
-def test_training_steps_of_a_direct_kernel_model_move_to_kernel_threads(monkeypatch):
+def test_training_steps_try_both_settings_and_restore_them(monkeypatch):
+    monkeypatch.setenv("CONVNP_PLAN", "measure")
     model = convnp.models.get_model("deep_convnet", seed=0)
     before_blas, before_kernel = _blas_threads(), direct.num_threads()
     x = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
-    first, second = _threads_seen_in_training_steps(monkeypatch, model, x)
+    steps = _threads_seen_in_training_steps(monkeypatch, model, x, steps=2 * threads.STEPS_PER_BLOCK)
+    first, second = steps[0], steps[-1]
     assert len(first) == len(second) == 12  # 6 conv layers, forward and backward
-    assert set(first) == {(before_blas[0], before_kernel)}  # the first step of a shape: BLAS's threads, plans made
-    assert set(second) == {(1, os.cpu_count())}  # every conv ran in C: kernel threads, BLAS on one
+    assert set(first) == {(before_blas[0], before_kernel)}  # the first block of steps: BLAS's threads
+    assert set(second) == {(1, os.cpu_count())}  # the second: kernel threads, BLAS on one
     assert _blas_threads() == before_blas and direct.num_threads() == before_kernel  # restored in between
 
 
-def test_models_whose_convs_run_on_gemms_keep_blas_threads(monkeypatch):
-    from convnp.nn import Conv2D, Dense, Flatten, Sequential
-    strided = Sequential([Conv2D(8, 3, strides=2, padding=1, in_channels=3), Flatten(), Dense(4)])  # 3 channels
-    pointwise = Sequential([Conv2D(8, 1, in_channels=3), Flatten(), Dense(4)])
+def test_the_faster_setting_is_kept(monkeypatch):
+    monkeypatch.setenv("CONVNP_PLAN", "measure")
+    clock = [0.0]
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
+    x = np.zeros((4, 3), np.float32)
+    for kernel_cost, blas_cost, expect in ((1.0, 2.0, True), (3.0, 2.0, False)):
+        model = convnp.nn.Sequential([])
+        used = []
+        trial = [use for use in threads.TRIAL_ORDER for _ in range(threads.STEPS_PER_BLOCK)]
+        for _ in range(len(trial) + 3):
+            with threads.step_threads(model, x) as kernel:
+                used.append(kernel)
+                clock[0] += kernel_cost if kernel else blas_cost
+        assert used[:len(trial)] == trial
+        assert used[-3:] == [expect] * 3
+
+
+def test_fixed_and_reference_modes_keep_blas_threads(monkeypatch):
+    model = convnp.models.get_model("deep_convnet", seed=0)
+    x = np.random.default_rng(1).random((4, 1, 28, 28), dtype=np.float32)
     before = _blas_threads()
-    x = np.random.default_rng(1).random((4, 3, 8, 8), dtype=np.float32)
-    for model in (strided, pointwise):
+    for mode in ("fixed", "reference"):
+        monkeypatch.setenv("CONVNP_PLAN", mode)
         steps = _threads_seen_in_training_steps(monkeypatch, model, x, steps=3)
         assert all(blas == before[0] for step in steps for blas, _ in step)
-
-
-def test_step_threads_follow_the_share_of_work_in_c_kernels():
-    from convnp.accel import planner
-    model = convnp.nn.Sequential([])
-    x = np.zeros((2, 3), np.float32)
-    for share, expect in ((1.0, True), (threads.KERNEL_SHARE, True), (0.5, False)):
-        with threads.step_threads(model, x):  # the first step records the share of its work
-            planner.tally("direct", share)
-            planner.tally("gemm", 1 - share)
-        with threads.step_threads(model, x) as kernel:
-            planner.tally("direct", share)
-            planner.tally("gemm", 1 - share)
-        assert kernel is expect, share
 
 
 def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
@@ -154,11 +159,11 @@ def test_fused_relu_in_conv_layer_matches_a_separate_relu_layer():
     np.testing.assert_allclose(fused.bias.grad, plain[0].bias.grad, rtol=1e-4, atol=1e-4)
 
 
-def test_resnet_training_steps_run_on_kernel_threads(monkeypatch):
+def test_resnet_training_step_on_kernel_threads(monkeypatch):
+    monkeypatch.setenv("CONVNP_PLAN", "measure")
     model = convnp.models.get_model("resnet20_cifar", seed=0)
     before_blas = _blas_threads()
     x = np.random.default_rng(3).random((4, 3, 32, 32), dtype=np.float32)
-    first, second = _threads_seen_in_training_steps(monkeypatch, model, x)
-    # fixed rules: every conv of ResNet-20 (identity shortcuts) runs in C, so the second step is on kernel threads
-    assert len(second) == 2 * 19 and set(second) == {(1, os.cpu_count())}
+    second = _threads_seen_in_training_steps(monkeypatch, model, x, steps=2 * threads.STEPS_PER_BLOCK)[-1]
+    assert len(second) == 2 * 19 and set(second) == {(1, os.cpu_count())}  # the second block's setting
     assert _blas_threads() == before_blas

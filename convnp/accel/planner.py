@@ -8,9 +8,9 @@ time it meets that case and keeps the fastest. Every provider computes the same 
 
 Modes (``CONVNP_PLAN`` or :func:`use_mode`):
 
-* ``measure`` (default): time each candidate (one warm-up call, then up to :data:`REPEATS` calls, fewer once
-  :data:`BUDGET_S` is spent; a candidate slower than :data:`DROP_FACTOR` x the best so far after one call is
-  dropped) and keep the fastest. A candidate is chosen over the reference only when it is faster by
+* ``measure`` (default): time each candidate in a block of its own (one warm-up call, then up to
+  :data:`REPEATS` calls in a row, fewer once :data:`BUDGET_S` is spent or once it is :data:`DROP_FACTOR` x
+  slower than the best so far) and keep the fastest. A candidate is chosen over the reference only when it is faster by
   :data:`MARGIN`: measured plans never pick a provider slower than the reference beyond timing noise.
 * ``reference``: always the reference provider (readable NumPy, see ``convnp.functional.conv_reference``).
 * ``fixed``: the operation's deterministic rule (geometry only, no timing), for tests and reproducible runs.
@@ -29,10 +29,12 @@ import tempfile
 import threading
 import time
 
-__all__ = ["MODES", "mode", "use_mode", "choose", "plans", "forget", "fingerprint", "plan_file", "Timer", "tally",
-           "tally_reset", "tally_share", "measuring"]
+__all__ = ["MODES", "mode", "use_mode", "choose", "plans", "forget", "fingerprint", "plan_file", "Timer",
+           "measuring", "measured_seconds"]
 
 MODES = ("measure", "reference", "fixed")
+#: bumped when the way plans are measured changes: plans measured the old way are not reused
+PLANNER_VERSION = 2
 #: timed calls per candidate at most (after one warm-up call)
 REPEATS = 3
 #: seconds of timed calls per candidate after which no more are made
@@ -41,9 +43,12 @@ BUDGET_S = 0.05
 DROP_FACTOR = 1.5
 #: a non-reference provider must be this much faster than the reference to be chosen (timing noise)
 MARGIN = 0.03
+#: idle seconds before each candidate's block: OpenBLAS's worker threads spin ~0.1 s after a matrix product and
+#: slowed the C kernels timed right after a GEMM candidate by 1.3-2x (a strided 64->64 layer: 33 vs 16 ms)
+SETTLE_S = 0.12
 
 _lock = threading.RLock()
-_state = {"mode": None, "plans": {}, "loaded": False, "fingerprint": None, "measuring": 0, "tally": {}}
+_state = {"mode": None, "plans": {}, "loaded": False, "fingerprint": None, "measuring": 0, "measured_s": 0.0}
 
 
 def mode() -> str:
@@ -77,7 +82,7 @@ def fingerprint() -> str:
         from . import build, direct
         cpu = build.cpu_features()
         parts = [cpu["model"], cpu["machine"], " ".join(sorted(cpu["flags"])), str(direct.variant()),
-                 __version__, np.__version__]
+                 __version__, np.__version__, f"planner {PLANNER_VERSION}"]
         digest = hashlib.sha256("\n".join(parts).encode())
         for path in direct.SOURCES:
             try:
@@ -135,25 +140,33 @@ class Timer:
 
 
 def _measure(candidates, reference):
-    """{name: best seconds} of the candidates, timed in turns (see the module docstring)."""
-    timers = {name: Timer(run) for name, run in candidates.items()}
+    """{name: best seconds} of the candidates (see the module docstring).
+
+    Each candidate is timed in a block of its own: one warm-up call (which also absorbs the previous
+    candidate's after-effects, such as OpenBLAS's worker threads still spinning on the cores for ~0.1 s after a
+    matrix product), then up to REPEATS timed calls in a row. Interleaving single calls of different providers
+    made the one after a GEMM pay for its spinning threads; so does a block that starts while they spin, hence
+    the pause of SETTLE_S before each block.
+    """
     best = {}
-    for name, timer in timers.items():  # warm-up: caches, compiled code, page faults
+    for name, run in candidates.items():
+        time.sleep(SETTLE_S)
+        timer = Timer(run)
         try:
-            timer.once()
-            best[name] = float("inf")
+            warm = timer.once()
         except MemoryError:
             continue
-    spent = {name: 0.0 for name in best}
-    for round_ in range(REPEATS):
-        for name in list(best):
-            if round_ > 0 and (spent[name] > BUDGET_S or best[name] > DROP_FACTOR * min(best.values())):
-                continue
-            seconds = timers[name].once()
-            spent[name] += seconds
-            best[name] = min(best[name], seconds)
-    if reference in best and best[reference] == float("inf"):
-        best.pop(reference)
+        fastest = min(best.values(), default=float("inf"))
+        if warm > DROP_FACTOR * 2 * fastest:  # clearly slower even allowing for a cold first call
+            best[name] = warm
+            continue
+        spent, times = 0.0, []
+        while len(times) < REPEATS and (spent < BUDGET_S or not times):
+            times.append(timer.once())
+            spent += times[-1]
+            if times[-1] > DROP_FACTOR * fastest:
+                break
+        best[name] = min(times)
     return best
 
 
@@ -181,10 +194,12 @@ def choose(op: str, case: tuple, candidates: dict, rule: str, reference: str = "
         if entry is not None and entry["provider"] in candidates:
             return entry["provider"]
         _state["measuring"] += 1
+        start = time.perf_counter()
         try:
             times = _measure(candidates, reference)
         finally:
             _state["measuring"] -= 1
+            _state["measured_s"] += time.perf_counter() - start
         if not times:
             return reference
         name = min(times, key=times.get)
@@ -219,19 +234,6 @@ def forget(disk: bool = False) -> None:
             _state["loaded"] = True
 
 
-def tally(provider: str, work: float) -> None:
-    """Count ``work`` (multiply-adds) done by ``provider`` in the current step (see :func:`tally_share`)."""
-    t = _state["tally"]
-    t[provider] = t.get(provider, 0.0) + work
-
-
-def tally_reset() -> None:
-    """Start counting a new step's work."""
-    _state["tally"] = {}
-
-
-def tally_share(providers) -> float | None:
-    """Share of the step's counted work done by ``providers`` (None when nothing was counted)."""
-    t = _state["tally"]
-    total = sum(t.values())
-    return None if total == 0 else sum(t.get(p, 0.0) for p in providers) / total
+def measured_seconds() -> float:
+    """Seconds this process has spent timing candidates so far (accel.threads leaves them out of step timings)."""
+    return _state["measured_s"]

@@ -4,8 +4,7 @@ OpenBLAS's worker threads keep spinning on their cores for a while after every m
 ``THREAD_TIMEOUT``, about 0.1 s by default), so a kernel thread that convnp starts right after one finds
 its core busy. :func:`kernel_threads` gives a block NumPy's BLAS on one thread and :mod:`convnp.accel.direct`
 splitting each call over all cores. :func:`step_threads` decides per training step or inference batch, from
-the planner's choices (how much of the previous step's convolution work ran in the C kernels), and
-``convnp.train`` wraps its steps in it: the layers in ``convnp.nn`` know nothing of threads. Measurements are in
+timings of the first steps in each setting, and ``convnp.train`` wraps its steps in it: the layers in ``convnp.nn`` know nothing of threads. Measurements are in
 docs/performance.md. It needs threadpoolctl (``pip install "convnp[fast]"``) to reach NumPy's BLAS; without
 it, or with ``CONVNP_NUM_THREADS`` set, nothing changes.
 """
@@ -15,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import threading
+import time
 import weakref
 
 _lock = threading.Lock()
@@ -68,10 +68,12 @@ def kernel_threads():
             _state["active"] -= 1
 
 
-#: a step runs on kernel threads when at least this share of its convolution work (multiply-adds) ran in the
-#: C providers in the previous step of the same model and input shape
-KERNEL_SHARE = 0.8
-_steps = weakref.WeakKeyDictionary()  # model -> {case: share of the last step's conv work in C kernels}
+#: the thread settings of a model's first steps, in blocks of STEPS_PER_BLOCK steps (False: BLAS's threads, True:
+#: kernel threads); the first step of a block is not timed: switching leaves the other setting's threads
+#: spinning for a while (alternating single steps made both settings 30-60% slower and the choice a coin toss)
+TRIAL_ORDER = (False, True, False, True)
+STEPS_PER_BLOCK = 3
+_steps = weakref.WeakKeyDictionary()  # model -> {case: {"seen": steps so far, "times": {...}, "use": choice}}
 
 
 def blas_limited() -> bool:
@@ -79,26 +81,46 @@ def blas_limited() -> bool:
     return _state["limited"] > 0
 
 
+def _can_switch(x) -> bool:
+    """kernel_threads() would change something for a step on x: several cores, no CONVNP_NUM_THREADS, a float32
+    NumPy array with the C kernels built, threadpoolctl reaching NumPy's BLAS."""
+    from . import direct_enabled_for
+    return ((os.cpu_count() or 1) > 1 and not os.environ.get("CONVNP_NUM_THREADS") and direct_enabled_for(x)
+            and _blas_controller() is not None)
+
+
 @contextlib.contextmanager
 def step_threads(model, x):
-    """Run one training step (forward, loss, backward) or one inference batch of ``model`` on ``x`` on the thread
-    setting its work needs, as the planner decided it: :func:`kernel_threads` when, in the previous step with
-    the same input shape, at least :data:`KERNEL_SHARE` of the convolution work ran in the C providers (the
-    planner's measured choice, ``convnp.accel.planner``), else NumPy's BLAS keeps its threads. The first step of
-    a shape runs with BLAS's threads (and measures the plans). Used by ``convnp.train`` (fit, evaluate, predict).
-    Yields True when kernel threads are in use.
+    """Run one training step (forward, loss, backward) or one inference batch of ``model`` on ``x`` on the
+    thread setting measured fastest for it: :func:`kernel_threads` (NumPy's BLAS on one thread, the C kernels on
+    every core) or BLAS's own threads. The first steps of each model and input shape take turns in the two
+    settings, in blocks (:data:`TRIAL_ORDER`, :data:`STEPS_PER_BLOCK`; the first step of a block, and the time
+    spent measuring new convolution cases, left out of the timings), and the faster setting is kept. The ``reference`` and ``fixed``
+    planning modes time nothing and keep BLAS's threads. Used by ``convnp.train`` (fit, evaluate, predict);
+    yields True on kernel threads.
     """
     from .. import backend
     from . import planner
-    key = (tuple(x.shape), str(getattr(x, "dtype", "")), backend.is_grad_enabled(), bool(getattr(model, "training",
-                                                                                                   False)))
+    if planner.mode() != "measure" or not _can_switch(x):
+        yield False
+        return
+    key = (tuple(x.shape), str(x.dtype), backend.is_grad_enabled(), bool(getattr(model, "training", False)))
     try:
         records = _steps.setdefault(model, {})
-    except TypeError:  # an object that cannot be weakly referenced: no record, BLAS's threads
+    except TypeError:  # an object that cannot be weakly referenced: no record kept
         records = {}
-    share = records.get(key)
-    use = share is not None and share >= KERNEL_SHARE
-    planner.tally_reset()
+    rec = records.setdefault(key, {"seen": 0, "times": {False: [], True: []}, "use": None})
+    seen = rec["seen"]
+    rec["seen"] += 1
+    if rec["use"] is not None:
+        use, timed = rec["use"], False
+    else:  # a trial step: its block's setting, timed unless it is the block's first
+        use, timed = TRIAL_ORDER[seen // STEPS_PER_BLOCK], seen % STEPS_PER_BLOCK > 0
+    planning = planner.measured_seconds()
+    start = time.perf_counter()
     with (kernel_threads() if use else contextlib.nullcontext(False)) as changed:
         yield bool(changed)
-    records[key] = planner.tally_share(("direct", "strided"))
+    if timed:
+        rec["times"][use].append(time.perf_counter() - start - (planner.measured_seconds() - planning))
+        if seen + 1 >= len(TRIAL_ORDER) * STEPS_PER_BLOCK:
+            rec["use"] = min(rec["times"][True]) < min(rec["times"][False])

@@ -40,15 +40,18 @@ __all__ = ["im2col", "col2im", "conv_output_size", "conv2d_output_shape", "resol
 
 _Geom = Geom  # (the name the tests and convnp.cuda use)
 
-#: name -> (can_run(x, w, b, g, groups, padding_mode), forward, backward); the reference first
+#: name -> (can_run(x, w, b, g, groups, padding_mode), forward, backward), in the order the planner times them:
+#: the C kernels first (before any GEMM's spinning threads), the reference last (often dropped after one call)
 PROVIDERS = {
-    "reference": (lambda *case: True, conv_reference.forward, conv_reference.backward),
-    "gemm": (lambda *case: True, conv_gemm.forward, conv_gemm.backward),
     "direct": (conv_direct.direct_can_run, conv_direct.direct_forward, conv_direct.direct_backward),
     "strided": (conv_direct.strided_can_run, conv_direct.strided_forward, conv_direct.strided_backward),
+    "gemm": (lambda *case: True, conv_gemm.forward, conv_gemm.backward),
+    "reference": (lambda *case: True, conv_reference.forward, conv_reference.backward),
 }
-#: the planner times candidates on at most about this many multiply-adds (a slice of the batch)
-TRIAL_MACS = 2e8
+#: the planner times candidates on the whole batch up to this many multiply-adds, else on a slice of about this
+#: size (a small slice misleads: measured on 6 of 32 samples, a 64->64 3x3 layer's GEMMs ran as fast as the C
+#: kernels, on all 32 they were 5x slower)
+TRIAL_MACS = 3e9
 
 
 def _fixed_rule(names, x, w, g: Geom):
@@ -67,12 +70,13 @@ def _case(x, w, g: Geom, pads, groups, padding_mode, relu, save):
     """What a plan depends on: shapes, geometry, dtype, mode flags and the threads the kernels may use."""
     threads = accel.direct.num_threads() if accel.direct_enabled_for() else 0
     return (np.dtype(x.dtype).name, *x.shape, *w.shape, g.sh, g.sw, g.dh, g.dw, pads, groups, padding_mode,
-            int(relu), "train" if save else "infer", f"t{threads}", "blas1" if accel.threads.blas_limited() else "")
+            int(relu), f"train ({save})" if save else "infer", f"t{threads}",
+            "blas1" if accel.threads.blas_limited() else "")
 
 
 def _trial(name, x, w, b, g, pads, padding_mode, groups, relu, save):
     """run() for the planner: provider ``name`` on a slice of the batch (about TRIAL_MACS multiply-adds),
-    forward and, when training, backward."""
+    forward and, when training (``save`` is "dx" or "no dx"), backward with or without dx."""
     macs = max(1, w.size * g.oh * g.ow)  # per sample
     n = min(x.shape[0], max(2, math.ceil(TRIAL_MACS / macs)))
     xt = x[:n]
@@ -84,12 +88,13 @@ def _trial(name, x, w, b, g, pads, padding_mode, groups, relu, save):
         y, cache = forward(xt, w, b, g, pads, padding_mode, groups, relu, save)
         if save:
             dy = get_array_module(y).ones_like(y) if dy is None else dy
-            backward(dy, cache, True)
+            backward(dy, cache, save == "dx")
     return run
 
 
 def _choose(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
-    """The provider for this convolution (see the module docstring)."""
+    """The provider for this convolution (see the module docstring); ``save``: False (inference), "dx" or
+    "no dx" (training, with or without the input gradient)."""
     if get_array_module(x) is not np:
         return "gemm"  # CuPy: the GEMM provider with convnp.cuda's im2col/col2im kernels
     names = [name for name, (can_run, _, _) in PROVIDERS.items() if can_run(x, w, b, g, groups, padding_mode)]
@@ -102,7 +107,7 @@ def _choose(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                   save_cache=None, relu=False, provider=None):
+                   save_cache=None, relu=False, provider=None, input_grad=True):
     """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
 
     Args:
@@ -117,6 +122,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         relu: return max(y, 0) (a ReLU fused into the convolution; NaN stays NaN); :func:`conv2d_backward` then
             takes the gradient of that output.
         provider: force one of :data:`PROVIDERS` (default: the planner's choice).
+        input_grad: whether the backward will be asked for dx (a first layer's is not): the planner times the
+            providers' backward that way.
 
     Returns: ``(y, cache)``; cache is None when not saved, else it names the provider whose backward runs.
     Shape: y is (N, O, OH, OW), OH = floor((H + top + bottom - D*(KH-1) - 1) / S) + 1.
@@ -138,12 +145,12 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     g = Geom(kh, kw, sh, sw, dh, dw, oh, ow)
     save = is_grad_enabled() if save_cache is None else bool(save_cache)
     if provider is None:
-        provider = _choose(x, w, b, g, pads, padding_mode, groups, relu, save)
-        planner.tally(provider, n * w.size * oh * ow)  # (accel.threads.step_threads reads the shares)
+        training = ("dx" if input_grad else "no dx") if save else False
+        provider = _choose(x, w, b, g, pads, padding_mode, groups, relu, training)
     elif provider not in PROVIDERS or not PROVIDERS[provider][0](x, w, b, g, groups, padding_mode):
         raise ValueError(f"conv2d: provider {provider!r} cannot compute this case (providers: "
                          f"{', '.join(PROVIDERS)}; direct and strided need float32 NumPy arrays and their geometry)")
-    return PROVIDERS[provider][1](x, w, b, g, pads, padding_mode, groups, relu, save)
+    return PROVIDERS[provider][1](x, w, b, g, pads, padding_mode, groups, relu, bool(save))
 
 
 def conv2d_backward(dy, cache, need_dx=True):

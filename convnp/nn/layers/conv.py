@@ -113,7 +113,7 @@ class Conv2D(Module):
         fuse_relu = type(self.act) is ReLU  # max(y, 0) inside the convolution, its backward too
         y, cache = C.conv2d_forward(x, self.weight.data, None if self.bias is None else self.bias.data,
                                     self.strides, self.padding, self.dilation_rate, self.groups, self.padding_mode,
-                                    relu=fuse_relu)
+                                    relu=fuse_relu, input_grad=self.compute_input_grad)
         self._save_cache(cache)
         return self.act(y) if self.act is not None and not fuse_relu else y
 
