@@ -195,3 +195,46 @@ def test_max_pool_kernel_refuses_windows_it_has_no_code_for():
         accel.kernels.max_pool2d(x, (2, 2), (4, 4), (4, 4))
     y, _ = P.max_pool2d_forward(x + np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8), 4)  # NumPy path instead
     np.testing.assert_array_equal(y[0, 0], [[27, 31], [59, 63]])
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 7, 9), (6, 4, 33), (16, 3)])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_batch_norm_kernels_equal_numpy_path(shape, affine):
+    from convnp.functional import normalization as Nm
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    c = shape[1]
+    weight = None if affine == "none" else rng.standard_normal(c).astype(np.float32)
+    bias = rng.standard_normal(c).astype(np.float32) if affine == "both" else None
+    dy = rng.standard_normal(shape).astype(np.float32)
+    rm, rv = rng.standard_normal(c).astype(np.float32), rng.random(c).astype(np.float32) + 0.5
+
+    def run():
+        y, cache, (mean, var) = Nm.batch_norm_forward(x, weight, bias, training=True)
+        grads = Nm.batch_norm_backward(dy, cache)
+        with convnp.no_grad():
+            y_eval = Nm.batch_norm_forward(x, weight, bias, rm, rv, training=False)[0]
+        y_eval_grad, cache_eval, _ = Nm.batch_norm_forward(x, weight, bias, rm, rv, training=False)
+        return (y, mean, var, y_eval, y_eval_grad) + tuple(grads) + tuple(Nm.batch_norm_backward(dy, cache_eval))
+
+    fast, ref = both_ways(run)
+    for a, r in zip(fast, ref):
+        if r is None:
+            assert a is None
+            continue
+        np.testing.assert_allclose(a, r, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(r).max())))
+
+
+def test_batch_norm_kernel_propagates_nan_like_numpy():
+    from convnp.functional import normalization as Nm
+    x = np.random.default_rng(8).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    x[1, 2, 3, 3] = np.nan
+
+    def run():
+        y, cache, (mean, _) = Nm.batch_norm_forward(x, None, None, training=True)
+        return y, mean, Nm.batch_norm_backward(np.ones_like(x), cache)[0]
+
+    fast, ref = both_ways(run)
+    for a, r in zip(fast, ref):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(r))
+    assert np.isnan(fast[0][:, 2]).all() and not np.isnan(fast[0][:, :2]).any()  # only channel 2

@@ -15,6 +15,8 @@ col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[.., i, j,  conv_
                      .., oh, ow], batch-major or channel-major patches
 gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv_gemm._gemm_to_nchw
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv_gemm._nchw_to_gemm
+batch_norm_*         batch norm forward (train, eval) and backward         normalization.batch_norm_*
+                     (train), per channel in 2-3 passes
 ===================  ===================================================  ==================================
 
 They were numba kernels until the C library took them over: one compiled toolchain (a C compiler, which the
@@ -42,6 +44,9 @@ _SIGNATURES = {
     "convnp_nchw_to_gemm": [_p, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_col2im_wide": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_col2im_nc": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
+    "convnp_bn_forward_train": [_p, _i, _i, _i, _i, _i, _p, _p, ctypes.c_float, _p, _p, _p, _p, _p],
+    "convnp_bn_forward_eval": [_p, _i, _i, _i, _i, _i, _p, _p, _p],
+    "convnp_bn_backward_train": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _p, _p, _p],
 }
 _ready = {}
 
@@ -141,3 +146,53 @@ def nchw_to_gemm(dy, wg):
     fn, da, oa = _fn("convnp_nchw_to_gemm"), dy.ctypes.data, out.ctypes.data
     fn(da, n, o, 0, o, oh, ow, wg, oa)
     return out.reshape(o, n * oh * wg)
+
+
+# ----------------------------------------------------------------------------- batch norm
+def _f32(a):
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _split_channels(c, call):
+    run_split(c, call)  # channels are independent: each thread takes whole channels
+
+
+def batch_norm_forward_train(x, weight, bias, eps):
+    """(y, xc, mean, biased var, inv_std) of a training batch norm of the C-contiguous x (N, C, ...) (float32)."""
+    n, c = x.shape[:2]
+    l = x.size // (n * c)
+    y, xc = np.empty_like(x), np.empty_like(x)
+    mean, var, inv_std = (np.empty(c, np.float32) for _ in range(3))
+    weight, bias = _f32(weight), _f32(bias)
+    fn = _fn("convnp_bn_forward_train")
+    args = (None if weight is None else weight.ctypes.data, None if bias is None else bias.ctypes.data, float(eps),
+            xc.ctypes.data, y.ctypes.data, mean.ctypes.data, var.ctypes.data, inv_std.ctypes.data)
+    _split_channels(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, *args))
+    return y, xc, mean, var, inv_std
+
+
+def batch_norm_forward_eval(x, scale, shift):
+    """y = x * scale + shift per channel of the C-contiguous x (N, C, ...) (float32; scale, shift (C,))."""
+    n, c = x.shape[:2]
+    l = x.size // (n * c)
+    y = np.empty_like(x)
+    scale, shift = _f32(scale), _f32(shift)
+    fn = _fn("convnp_bn_forward_eval")
+    _split_channels(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, scale.ctypes.data, shift.ctypes.data,
+                                            y.ctypes.data))
+    return y
+
+
+def batch_norm_backward_train(dy, xc, weight, inv_std):
+    """(dx, dweight, dbias) of a training batch norm (see functional.normalization.batch_norm_backward)."""
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    n, c = dy.shape[:2]
+    l = dy.size // (n * c)
+    dx = np.empty_like(dy)
+    dweight, dbias = np.empty(c, np.float32), np.empty(c, np.float32)
+    weight = _f32(weight)
+    fn = _fn("convnp_bn_backward_train")
+    _split_channels(c, lambda c0, c1, _: fn(dy.ctypes.data, xc.ctypes.data, n, c, l, c0, c1,
+                                            None if weight is None else weight.ctypes.data, inv_std.ctypes.data,
+                                            dx.ctypes.data, dweight.ctypes.data, dbias.ctypes.data))
+    return dx, dweight, dbias

@@ -18,6 +18,34 @@
 #include <math.h>
 #include <string.h>
 
+#include "isa.h"
+
+/* sum of a row in vector lanes (a fixed order: the same result on every run), then its tail */
+static inline float row_sum(const float *a, long l)
+{
+    vf acc = {0};
+    long i = 0;
+    for (; i + VL <= l; i += VL)
+        acc += *(const vfu *)(a + i);
+    float s = vf_sum(acc);
+    for (; i < l; i++)
+        s += a[i];
+    return s;
+}
+
+/* sum of a[i]*b[i] over a row, as row_sum */
+static inline float row_dot(const float *a, const float *b, long l)
+{
+    vf acc = {0};
+    long i = 0;
+    for (; i + VL <= l; i += VL)
+        acc += *(const vfu *)(a + i) * *(const vfu *)(b + i);
+    float s = vf_sum(acc);
+    for (; i < l; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
 void convnp_relu_backward(const float *dy, const float *ref, long size, float *out)
 {
     for (long i = 0; i < size; i++) /* both loads unconditional: vectorizes */
@@ -141,4 +169,81 @@ void convnp_col2im_nc(const float *col, long t0, long t1, long kh, long kw, long
                     for (long q = 0; q < ow; q++)
                         plane[r * sh * wp + q * sw] += src[r * ow + q];
             }
+}
+
+/* Batch norm per channel (functional/normalization.py has the formulas), channels c0..c1-1 of x (n_n, c_n, l):
+ * sums in double, so the statistics are at least as exact as NumPy's float32 reductions.
+ *   train forward: mean = sum(x)/m, xc = x - mean (stored), var = sum(xc^2)/m, y = xc*scale + bias with
+ *                  scale = weight/sqrt(var + eps) (weight 1 when NULL); writes mean[c], var[c] (biased), inv_std[c]
+ *   eval forward:  y = (x - mean)*scale + bias from the given mean, var (no xc stored)
+ *   train backward: dbias = sum(dy), dweight = sum(dy*xc)*inv_std, dx = g*(dy - dbias/m) - xc*g*inv_std*dweight/m,
+ *                  g = weight*inv_std */
+void convnp_bn_forward_train(const float *x, long n_n, long c_n, long l, long c0, long c1, const float *weight,
+                             const float *bias, float eps, float *xc, float *y, float *mean, float *var,
+                             float *inv_std)
+{
+    const double m = (double)n_n * l;
+    for (long c = c0; c < c1; c++) {
+        double s = 0.0;
+        for (long n = 0; n < n_n; n++)
+            s += row_sum(x + (n * c_n + c) * l, l);
+        const float mu = (float)(s / m);
+        double ss = 0.0;
+        for (long n = 0; n < n_n; n++) {
+            const float *xr = x + (n * c_n + c) * l;
+            float *xcr = xc + (n * c_n + c) * l;
+            for (long i = 0; i < l; i++)
+                xcr[i] = xr[i] - mu;
+            ss += row_dot(xcr, xcr, l);
+        }
+        const float v = (float)(ss / m), inv = 1.0f / sqrtf(v + eps);
+        const float scale = weight ? weight[c] * inv : inv, shift = bias ? bias[c] : 0.0f;
+        for (long n = 0; n < n_n; n++) {
+            const float *xcr = xc + (n * c_n + c) * l;
+            float *yr = y + (n * c_n + c) * l;
+            for (long i = 0; i < l; i++)
+                yr[i] = xcr[i] * scale + shift;
+        }
+        mean[c] = mu;
+        var[c] = v;
+        inv_std[c] = inv;
+    }
+}
+
+void convnp_bn_forward_eval(const float *x, long n_n, long c_n, long l, long c0, long c1, const float *scale,
+                            const float *shift, float *y)
+{
+    for (long c = c0; c < c1; c++)
+        for (long n = 0; n < n_n; n++) {
+            const float *xr = x + (n * c_n + c) * l;
+            float *yr = y + (n * c_n + c) * l;
+            const float a = scale[c], b = shift[c];
+            for (long i = 0; i < l; i++)
+                yr[i] = xr[i] * a + b;
+        }
+}
+
+void convnp_bn_backward_train(const float *dy, const float *xc, long n_n, long c_n, long l, long c0, long c1,
+                              const float *weight, const float *inv_std, float *dx, float *dweight, float *dbias)
+{
+    const double m = (double)n_n * l;
+    for (long c = c0; c < c1; c++) {
+        double sd = 0.0, sdx = 0.0;
+        for (long n = 0; n < n_n; n++) {
+            const float *dr = dy + (n * c_n + c) * l, *xr = xc + (n * c_n + c) * l;
+            sd += row_sum(dr, l);
+            sdx += row_dot(dr, xr, l);
+        }
+        const float inv = inv_std[c], g = weight ? weight[c] * inv : inv;
+        const float db = (float)sd, dw = (float)sdx * inv;
+        const float a = g, b = (float)(g * sd / m), k = (float)(g * inv * dw / m);
+        for (long n = 0; n < n_n; n++) {
+            const float *dr = dy + (n * c_n + c) * l, *xr = xc + (n * c_n + c) * l;
+            float *o = dx + (n * c_n + c) * l;
+            for (long i = 0; i < l; i++)
+                o[i] = a * dr[i] - b - k * xr[i];
+        }
+        dweight[c] = dw;
+        dbias[c] = db;
+    }
 }
