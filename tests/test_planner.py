@@ -19,6 +19,7 @@ def fresh_planner(monkeypatch, tmp_path):
     monkeypatch.setitem(planner._state, "loaded", False)
     monkeypatch.setitem(planner._state, "fingerprint", "testprint")
     monkeypatch.setattr(planner, "SETTLE_S", 0.0)
+    monkeypatch.setattr(planner, "WARMUP_S", 0.0)
     return tmp_path
 
 
@@ -161,3 +162,13 @@ def test_nan_and_inf_propagate_through_every_provider(stride, channels, bad, rel
             assert np.isnan(got[np.isnan(ref)]).all(), f"{name}: a NaN of the reference is not NaN"
             finite = np.isfinite(ref)
             np.testing.assert_allclose(got[finite], ref[finite], rtol=1e-4, atol=1e-3, err_msg=name)
+
+
+def test_warm_up_calls_fill_warmup_s_before_timing(fresh_planner, monkeypatch):
+    monkeypatch.setattr(planner, "WARMUP_S", 0.05)
+    candidates, calls = _fake_timing(monkeypatch, {"reference": 0.01})
+    candidates["gemm"] = candidates["reference"]  # two names so that timing happens
+    calls_before = dict(calls)
+    planner.choose("conv2d", ("warm",), candidates, rule="gemm")
+    # per candidate: 5 warm-up calls of 0.01 s (0.05 s), then REPEATS timed ones
+    assert calls["reference"] - calls_before["reference"] == 2 * (5 + planner.REPEATS)

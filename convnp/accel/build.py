@@ -166,5 +166,6 @@ def compile_library(name: str, sources, flags, *, cxx: bool = False, directory=N
 
 
 def kernel_flags(variant: str) -> list:
-    """The full flag list of a CPU-kernel variant."""
-    return [*_COMMON, *VARIANTS[variant]]
+    """The full flag list of a CPU-kernel variant, plus ``$CONVNP_CFLAGS`` (for experiments, e.g. another register
+    blocking: ``CONVNP_CFLAGS="-DCV_POSITIONS=4"``; isa.h's values are defaults)."""
+    return [*_COMMON, *VARIANTS[variant], *os.environ.get("CONVNP_CFLAGS", "").split()]

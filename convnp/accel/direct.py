@@ -83,7 +83,7 @@ def _build():
     lib.convnp_conv2d_dw_wide_s1.argtypes = [p, i, i, i, p, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_wide_s1.restype = None
     lib.convnp_conv2d_cv.argtypes = [p, i, i, i, p, i, p, i, i, i, i, i, i, p, ctypes.c_int, p]
-    lib.convnp_conv2d_cv.restype = None
+    lib.convnp_conv2d_cv.restype = ctypes.c_int
     lib.convnp_conv2d_dw_cv.argtypes = [p, i, i, i, p, p, i, i, i, i, i, i, p, i, p, p]
     lib.convnp_conv2d_dw_cv.restype = ctypes.c_int
     for name in ("convnp_im2col", "convnp_col2im"):
@@ -254,8 +254,10 @@ def _conv_plan(xpad, w, b, dilation, out_hw, relu, add=False, y=None, stride=(1,
         wpk = _pack(w)
 
     def call(s, e, _):
-        fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh, ow, wp,
-           *strides, None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
+        status = fn(xa + s * c * plane * item, e - s, c, plane, wpk.ctypes.data, o, offs.ctypes.data, kh * kw, oh,
+                    ow, wp, *strides, None if bias is None else bias.ctypes.data, flags, ya + s * o * oh * ow * item)
+        if status:  # (direct_cv.c's forward allocates its position table)
+            raise MemoryError("convnp.accel.direct: the convolution kernel could not allocate its position table")
     return y, call
 
 

@@ -28,14 +28,17 @@
 #define MAX_TAPS CV_DW_TAPS
 
 static inline __attribute__((always_inline)) void
-cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long base,
-         long sw, vf acc[OV][PP])
+cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, const long *pb,
+         vf acc[OV][PP])
 {
+    long at[PP]; /* where each of the block's output positions starts in a plane */
+    for (int p = 0; p < PP; p++)
+        at[p] = pb[p];
     for (int v = 0; v < OV; v++)
         for (int p = 0; p < PP; p++)
             acc[v][p] = (vf){0};
     for (long c = 0; c < c_n; c++) {
-        const float *xc = x + c * plane + base;
+        const float *xc = x + c * plane;
         const float *wc = wv + c * kk * o_n;
         for (long t = 0; t < kk; t++) {
             const float *xs = xc + off[t];
@@ -43,7 +46,7 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
             for (int v = 0; v < OV; v++)
                 wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
             for (int p = 0; p < PP; p++) {
-                const float xv = xs[p * sw];
+                const float xv = xs[at[p]];
                 for (int v = 0; v < OV; v++)
                     acc[v][p] += wt[v] * xv;
             }
@@ -51,42 +54,48 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
     }
 }
 
-/* n_n samples: x (n_n, c_n, plane) padded input (rows wp long, read up to (PP-1)*sw floats past a row's
- * outputs), wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow); bias may be NULL; flags as in
- * direct_conv.c. Stride (sh, sw): output (r, q) reads x at r*sh*wp + q*sw + off[t]. */
-void convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const float *wv, long o_n, const long *off,
-                      long kk, long oh, long ow, long wp, long sh, long sw, const float *bias, int flags, float *y)
+/* n_n samples: x (n_n, c_n, plane) padded input, wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow);
+ * bias may be NULL; flags as in direct_conv.c. Stride (sh, sw): output (r, q) reads x at r*sh*wp + q*sw + off[t].
+ * A block is PP consecutive output positions of the flattened (oh, ow) map, across rows: on a 7x7 map with
+ * PP = 6 that is 9 blocks, where blocks within a row took 14 (a row of 7 as 6 + 1). Returns -1 when memory ran
+ * out (nothing written), else 0. */
+int convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const float *wv, long o_n, const long *off,
+                     long kk, long oh, long ow, long wp, long sh, long sw, const float *bias, int flags, float *y)
 {
     const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
+    const long positions = oh * ow, padded = (positions + PP - 1) / PP * PP;
+    long *pos = malloc((size_t)padded * sizeof(long));
+    if (!pos)
+        return -1;
+    for (long i = 0; i < padded; i++) { /* the tail repeats the last position: computed, not stored */
+        const long k = i < positions ? i : positions - 1;
+        pos[i] = (k / ow) * sh * wp + (k % ow) * sw;
+    }
     for (long n = 0; n < n_n; n++) {
         const float *xn = x + n * c_n * plane;
-        float *yn = y + n * o_n * oh * ow;
+        float *yn = y + n * o_n * positions;
         for (long o0 = 0; o0 < o_n; o0 += OV * LANES)
-            for (long r = 0; r < oh; r++)
-                for (long q0 = 0; q0 < ow; q0 += PP) {
-                    vf acc[OV][PP];
-                    const long base = r * sh * wp + q0 * sw;
-                    if (kk == 9 && sw == 1) /* the common cases with the tap count and step known to the compiler */
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, base, 1, acc);
-                    else if (sw == 1)
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, 1, acc);
-                    else if (sw == 2)
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, 2, acc);
-                    else
-                        cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, base, sw, acc);
-                    const long keep = ow - q0 < PP ? ow - q0 : PP;
-                    for (int v = 0; v < OV; v++)
-                        for (int l = 0; l < LANES; l++) {
-                            const long o = o0 + v * LANES + l;
-                            const float b = bias ? bias[o] : 0.0f;
-                            float *yo = yn + (o * oh + r) * ow + q0;
-                            for (long p = 0; p < keep; p++) {
-                                const float value = acc[v][p][l] + b + (add ? yo[p] : 0.0f);
-                                yo[p] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
-                            }
+            for (long p0 = 0; p0 < positions; p0 += PP) {
+                vf acc[OV][PP];
+                if (kk == 9) /* the common case with the tap count known to the compiler */
+                    cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, pos + p0, acc);
+                else
+                    cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, pos + p0, acc);
+                const long keep = positions - p0 < PP ? positions - p0 : PP;
+                for (int v = 0; v < OV; v++)
+                    for (int l = 0; l < LANES; l++) {
+                        const long o = o0 + v * LANES + l;
+                        const float b = bias ? bias[o] : 0.0f;
+                        float *yo = yn + o * positions + p0;
+                        for (long p = 0; p < keep; p++) {
+                            const float value = acc[v][p][l] + b + (add ? yo[p] : 0.0f);
+                            yo[p] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
                         }
-                }
+                    }
+            }
     }
+    free(pos);
+    return 0;
 }
 
 static inline __attribute__((always_inline)) void

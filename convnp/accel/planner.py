@@ -8,8 +8,8 @@ time it meets that case and keeps the fastest. Every provider computes the same 
 
 Modes (``CONVNP_PLAN`` or :func:`use_mode`):
 
-* ``measure`` (default): time each candidate in a block of its own (one warm-up call, then up to
-  :data:`REPEATS` calls in a row, fewer once :data:`BUDGET_S` is spent or once it is :data:`DROP_FACTOR` x
+* ``measure`` (default): time each candidate in a block of its own (warm-up calls for :data:`WARMUP_S`, then up
+  to :data:`REPEATS` calls in a row, fewer once :data:`BUDGET_S` is spent or once it is :data:`DROP_FACTOR` x
   slower than the best so far) and keep the fastest. A candidate is chosen over the reference only when it is faster by
   :data:`MARGIN`: measured plans never pick a provider slower than the reference beyond timing noise.
 * ``reference``: always the reference provider (readable NumPy, see ``convnp.functional.conv_reference``).
@@ -34,7 +34,7 @@ __all__ = ["MODES", "mode", "use_mode", "choose", "plans", "forget", "fingerprin
 
 MODES = ("measure", "reference", "fixed")
 #: bumped when the way plans are measured changes: plans measured the old way are not reused
-PLANNER_VERSION = 2
+PLANNER_VERSION = 3
 #: timed calls per candidate at most (after one warm-up call)
 REPEATS = 3
 #: seconds of timed calls per candidate after which no more are made
@@ -45,7 +45,10 @@ DROP_FACTOR = 1.5
 MARGIN = 0.03
 #: idle seconds before each candidate's block: OpenBLAS's worker threads spin ~0.1 s after a matrix product and
 #: slowed the C kernels timed right after a GEMM candidate by 1.3-2x (a strided 64->64 layer: 33 vs 16 ms)
-SETTLE_S = 0.12
+SETTLE_S = 0.1
+#: untimed calls of a candidate for at least this long first: after an idle pause, calls of the C kernels (whose
+#: worker threads sleep when idle) ran up to 2x slower for ~40 ms (a 32->64 layer: 10 ms planned, 5.4 ms steady)
+WARMUP_S = 0.05
 
 _lock = threading.RLock()
 _state = {"mode": None, "plans": {}, "loaded": False, "fingerprint": None, "measuring": 0, "measured_s": 0.0}
@@ -82,7 +85,8 @@ def fingerprint() -> str:
         from . import build, direct
         cpu = build.cpu_features()
         parts = [cpu["model"], cpu["machine"], " ".join(sorted(cpu["flags"])), str(direct.variant()),
-                 __version__, np.__version__, f"planner {PLANNER_VERSION}"]
+                 direct.status(), __version__, np.__version__, f"planner {PLANNER_VERSION}"]  # (status: the
+        # library's file name, a hash of its sources, flags and compiler)
         digest = hashlib.sha256("\n".join(parts).encode())
         for path in direct.SOURCES:
             try:
@@ -142,9 +146,8 @@ class Timer:
 def _measure(candidates, reference):
     """{name: best seconds} of the candidates (see the module docstring).
 
-    Each candidate is timed in a block of its own: one warm-up call (which also absorbs the previous
-    candidate's after-effects, such as OpenBLAS's worker threads still spinning on the cores for ~0.1 s after a
-    matrix product), then up to REPEATS timed calls in a row. Interleaving single calls of different providers
+    Each candidate is timed in a block of its own: untimed calls for WARMUP_S (a candidate whose first call
+    alone takes longer gets no more), then up to REPEATS timed calls in a row. Interleaving single calls of different providers
     made the one after a GEMM pay for its spinning threads; so does a block that starts while they spin, hence
     the pause of SETTLE_S before each block.
     """
@@ -153,7 +156,9 @@ def _measure(candidates, reference):
         time.sleep(SETTLE_S)
         timer = Timer(run)
         try:
-            warm = timer.once()
+            warm = spent = timer.once()
+            while spent < WARMUP_S and warm < WARMUP_S:  # (see WARMUP_S)
+                spent += timer.once()
         except MemoryError:
             continue
         fastest = min(best.values(), default=float("inf"))
