@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
 import numpy as np
+
+from benchmarks.run import alternate as run_alternate
 
 STEPS_PER_EPOCH = 600
 BATCH = 100
@@ -62,16 +63,9 @@ def _require_gpus():
 
 
 def alternate(contestants: dict, repeats: int, sync) -> dict:
-    """Median seconds of each contestant over ``repeats`` interleaved runs (A B C A B C ...)."""
-    times = {k: [] for k in contestants}
-    for _ in range(repeats):
-        for name, fn in contestants.items():
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    """Median seconds of each contestant over ``repeats`` interleaved runs (A B C A B C ...), each timed between
+    two ``sync()`` calls: ``benchmarks.run.alternate`` with no idle pause (a GPU has no spinning CPU threads)."""
+    return run_alternate(contestants, repeats, sync=sync, settle_s=0.0)
 
 
 # ----------------------------------------------------------------------------- contestants

@@ -46,7 +46,8 @@ SETTLE_S = 0.2
 WARMUP_S = 0.1
 
 
-def alternate(contestants: dict, repeats: int, calls: int = 1, warmup_s: float = 0.0) -> dict:
+def alternate(contestants: dict, repeats: int, calls: int = 1, warmup_s: float = 0.0, sync=None,
+              settle_s: float | None = None) -> dict:
     """Time each contestant in turns, interleaved (A B C A B C ...), ``repeats`` turns each; return the
     medians of the timed calls.
 
@@ -54,20 +55,25 @@ def alternate(contestants: dict, repeats: int, calls: int = 1, warmup_s: float =
     one when warmup_s > 0), then times ``calls`` calls in a row: each library is measured in its own steady
     state, as in a training loop, not while the previous contestant's threads still spin on the cores. (Timing
     single calls back to back, the one that came second paid for the first one's spinning threads: 1.2-2x on
-    millisecond calls.)
+    millisecond calls.) ``sync``: called before and after each timed call (a GPU's ``synchronize``, so that a
+    timing covers the queued work); ``settle_s``: the idle pause (default :data:`SETTLE_S`).
     """
+    settle = SETTLE_S if settle_s is None else settle_s
+    sync = sync or (lambda: None)
     times = {k: [] for k in contestants}
     for _ in range(repeats):
         for name, fn in contestants.items():
-            time.sleep(SETTLE_S)
+            time.sleep(settle)
             if warmup_s > 0:
                 end = time.perf_counter() + warmup_s
                 fn()
                 while time.perf_counter() < end:
                     fn()
             for _ in range(calls):
+                sync()
                 t0 = time.perf_counter()
                 fn()
+                sync()
                 times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -69,7 +69,7 @@ def _build():
     variant = build.isa_variant()
     lib, how = build.compile_library(
         f"convnp_kernels_{variant}", _SOURCES, build.kernel_flags(variant),
-        announce=f"compiling convnp kernels for {variant} (one time, ~10 s)")
+        announce=f"compiling convnp kernels for {variant} (one time, a few seconds)")
     if lib is None:
         build.notice(f"C kernels unavailable, using the NumPy reference ({how.splitlines()[0][:200]})")
         return None, how

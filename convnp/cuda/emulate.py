@@ -17,7 +17,6 @@ pair of a small grid through ctypes. It is a drop-in ``launcher=`` for every op 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import tempfile
 
 import numpy as np
 
+from ..accel import build
 from .kernels import DTYPES, KERNELS, NVRTC_OPTIONS, module_source
 
 __all__ = ["cpu_compiler", "launch", "nvcc_compile", "find_nvrtc", "nvrtc_compile", "GRID", "BLOCK"]
@@ -53,39 +53,20 @@ _CTYPES = {"i32": ctypes.c_int, "i64": ctypes.c_longlong}
 
 def cpu_compiler():
     """Path of the C++ compiler used for the emulation (``$CXX``, g++ or clang++), or None."""
-    for name in (os.environ.get("CXX"), "g++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _build_dir():
-    path = os.path.join(tempfile.gettempdir(), f"convnp-cuda-emulate-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    os.makedirs(path, exist_ok=True)
-    return path
+    return build.c_compiler(cxx=True)
 
 
 def _library(dtype):
     dtype = np.dtype(dtype)
     if dtype in _libraries:
         return _libraries[dtype]
-    cxx = cpu_compiler()
-    if cxx is None:
+    if cpu_compiler() is None:
         raise RuntimeError("convnp.cuda.emulate: no C++ compiler found (g++ or clang++, or set $CXX)")
-    source = _PRELUDE + module_source(dtype)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = os.path.join(_build_dir(), f"kernels_{DTYPES[dtype]}_{digest}.so")
-    if not os.path.exists(path):
-        src = path[:-3] + ".cpp"
-        with open(src, "w") as f:
-            f.write(source)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        result = subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unused-variable",
-                                 "-o", tmp, src], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"convnp.cuda.emulate: {cxx} failed to compile the kernels:\n{result.stderr}")
-        os.replace(tmp, path)
-    lib = ctypes.CDLL(path)
+    source = _PRELUDE + module_source(dtype)  # built like the CPU kernels: cached, keyed, written atomically
+    lib, how = build.compile_library(f"cuda_emulate_{DTYPES[dtype]}", [("kernels.cpp", source)],
+                                     ["-O1", "-shared", "-fPIC", "-Wall", "-Werror", "-Wno-unused-variable"], cxx=True)
+    if lib is None:
+        raise RuntimeError(f"convnp.cuda.emulate: compiling the kernels failed: {how}")
     lib.convnp_set_thread.argtypes = [ctypes.c_uint] * 4
     _libraries[dtype] = lib
     return lib
