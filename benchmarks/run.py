@@ -396,7 +396,8 @@ def main(argv=None):
     (x, t), _ = load_mnist()
     x, t = x[:steps * 100], t[:steps * 100]
     results, ratios = {}, {}
-    from convnp.accel import build, direct, planner
+    from convnp.accel import direct, planner
+    from convnp.utils import build
     print(f"machine: {build.cpu_features()['model']}, {os.cpu_count()} cores; threads={args.threads}; "
           f"numpy {np.__version__}, torch {torch.__version__}; C kernels: "
           f"{direct.variant() + ' variant' if accel.direct_enabled_for() else 'off'}; "

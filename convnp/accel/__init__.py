@@ -7,8 +7,8 @@ numbers (within float32 rounding for sums), and the tests compare the two.
   strided-patch copies, the fused Adam step;
 * :mod:`convnp.accel.kernels`: the memory-bound steps around the matrix products (max pooling with its argmax,
   ReLU backward, col2im, the NCHW <-> GEMM layout copies), one pass each;
-* :mod:`convnp.accel.build`: one compile-and-cache helper, a build per instruction set (avx512, avx2,
-  generic; ``CONVNP_ISA`` forces one);
+* :mod:`convnp.utils.build` (shared with ``convnp.cuda.emulate``): one compile-and-cache helper, a build per
+  instruction set (avx512, avx2, generic; ``CONVNP_ISA`` forces one);
 * :mod:`convnp.accel.planner`: which convolution provider runs each case, measured on this machine;
 * :mod:`convnp.accel.threads`: when the kernels get every core (BLAS on one thread).
 
@@ -80,6 +80,6 @@ def disabled():
 
 
 def __getattr__(name):  # submodules load lazily: importing convnp compiles nothing
-    if name in ("kernels", "direct", "threads", "planner", "build"):
+    if name in ("kernels", "direct", "threads", "planner"):
         return importlib.import_module(__name__ + "." + name)
     raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

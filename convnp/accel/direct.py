@@ -25,11 +25,11 @@ Threads: each call cuts the batch into pieces that :func:`num_threads` Python th
 releases the GIL); a layer's pad + convolution, and its backward's dW + dy padding + dx, run piece by piece so
 that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
 
-How it is built: :mod:`convnp.accel.build` compiles the sources once per instruction-set variant (avx512, avx2,
+How it is built: :mod:`convnp.utils.build` compiles the sources once per instruction-set variant (avx512, avx2,
 generic: ``isa.h`` sets the register blocking of each; ``CONVNP_ISA`` forces one) into ``$CONVNP_CACHE_DIR``
 (default ``~/.cache/convnp``), keyed by a hash of the sources, the flags and the compiler, and loads it with
 ctypes. Without a C compiler, or when the build fails, :func:`available` is False (:func:`status` says why) and
-convnp uses its NumPy path, which stays the reference: ``tests/test_accel_direct.py`` compares the two.
+convnp uses its NumPy path, which stays the reference: ``tests/accel/test_accel_direct.py`` compares the two.
 ``CONVNP_ACCEL=0`` switches the C kernels off. Which provider runs a convolution is the planner's choice
 (``convnp.accel.planner``); measurements are in docs/performance.md.
 """
@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import workspace
-from . import build
+from ..utils import build
 
 __all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2d_strided", "conv2d_strided_backward",
            "pad_planes", "slack", "wide_buffer", "im2col", "col2im", "adam_step", "num_threads", "set_num_threads",

@@ -1,7 +1,7 @@
 /* convnp.accel: register blocking per instruction set, chosen at compile time.
  *
- * The same C sources are built once per variant (convnp.accel.build: -march=x86-64-v4 for "avx512",
- * x86-64-v3 for "avx2", the compiler's default target for "generic", e.g. SSE2 or NEON). Each block of
+ * The same C sources are built once per variant (convnp.utils.build: AVX-512 F/BW/VL/DQ flags for "avx512",
+ * AVX2 + FMA flags for "avx2", the compiler's default target for "generic", e.g. SSE2 or NEON). Each block of
  * accumulators must fit the register file, or the compiler spills it to memory on every update:
  *
  *   variant  vector registers   direct_conv.c        direct_cv.c              direct_dw.c

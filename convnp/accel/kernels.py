@@ -1,7 +1,7 @@
 """The memory-bound steps around the matrix products in C (``layout.c``), for float32 NumPy arrays.
 
 Each function computes what a NumPy function of convnp computes, in one pass where NumPy makes several, one
-image plane (or row) at a time while it sits in the CPU cache; tests/test_accel.py compares the two:
+image plane (or row) at a time while it sits in the CPU cache; tests/accel/test_accel.py compares the two:
 
 ===================  ===================================================  ==================================
 kernel               computes                                             NumPy twin

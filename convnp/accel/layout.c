@@ -1,7 +1,7 @@
 /* convnp.accel: the memory-bound steps around the matrix products, one pass each (float32).
  *
  * Each function computes what a NumPy function of convnp computes (the NumPy code stays the reference, and
- * tests/test_accel.py compares the two): NumPy makes several passes (a max pool with its argmax, a ReLU backward
+ * tests/accel/test_accel.py compares the two): NumPy makes several passes (a max pool with its argmax, a ReLU backward
  * through a boolean temporary) where these make one, over one image plane at a time while it is in cache.
  *
  *   relu_backward       out = dy where ref > 0, else 0                         activation.relu_backward

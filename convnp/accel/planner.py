@@ -82,7 +82,8 @@ def fingerprint() -> str:
     if _state["fingerprint"] is None:
         import numpy as np
         from .._version import __version__
-        from . import build, direct
+        from ..utils import build
+        from . import direct
         cpu = build.cpu_features()
         parts = [cpu["model"], cpu["machine"], " ".join(sorted(cpu["flags"])), str(direct.variant()),
                  direct.status(), __version__, np.__version__, f"planner {PLANNER_VERSION}"]  # (status: the
@@ -98,7 +99,7 @@ def fingerprint() -> str:
 
 
 def plan_file():
-    from .build import cache_dir
+    from ..utils.build import cache_dir
     return cache_dir() / "plans" / f"{fingerprint()}.json"
 
 

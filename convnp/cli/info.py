@@ -16,7 +16,8 @@ def register(sub):
 def run(args) -> int:
     import numpy as np
     from .. import __version__, accel
-    from ..accel import build, direct, planner
+    from ..accel import direct, planner
+    from ..utils import build
     cpu = build.cpu_features()
     wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "neon", "asimd")
     print(f"convnp {__version__}, NumPy {np.__version__}")

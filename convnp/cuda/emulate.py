@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from ..accel import build
+from ..utils import build
 from .kernels import DTYPES, KERNELS, NVRTC_OPTIONS, module_source
 
 __all__ = ["cpu_compiler", "launch", "nvcc_compile", "find_nvrtc", "nvrtc_compile", "GRID", "BLOCK"]

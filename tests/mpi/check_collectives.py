@@ -1,4 +1,4 @@
-"""Run under ``mpiexec -n 2`` (tests/test_distributed.py does): checks of convnp.distributed's
+"""Run under ``mpiexec -n 2`` (tests/distributed/test_distributed.py does): checks of convnp.distributed's
 collectives against single-process references. Prints 'OK <rank>' on success; any failed
 assertion aborts the whole job (get_world() installs the abort-on-error excepthook)."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Run under ``mpiexec -n 1`` and ``mpiexec -n 2`` (tests/test_distributed.py does): data-parallel
+"""Run under ``mpiexec -n 1`` and ``mpiexec -n 2`` (tests/distributed/test_distributed.py does): data-parallel
 training through convnp.train.Trainer on an MNIST subset.
 
 1. Equivalence through the real fit loop: a float64 model trained for a few steps with the global

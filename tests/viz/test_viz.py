@@ -592,7 +592,7 @@ def test_saliency_and_grad_cam_on_the_model_device(xp):
 def test_visualize_mnist_example_writes_every_picture(tmp_path, capsys):
     import runpy
     from pathlib import Path
-    example = Path(__file__).resolve().parents[1] / "examples" / "visualize_mnist.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "visualize_mnist.py"
     main = runpy.run_path(str(example))["main"]
     assert main(["--out", str(tmp_path), "--train-size", "200", "--val-size", "100", "--epochs", "1"]) == 0
     expected = {"filters_before_after.png", "conv1_feature_maps.png", "kernel_response.png", "learned_response.png",

@@ -10,7 +10,7 @@ import convnp
 from convnp.textbook import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, SimpleConvNet, Trainer
 from convnp.textbook.optimizers import get_textbook_optimizer
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 class RecordingNet:

@@ -10,7 +10,7 @@ import pytest
 import convnp
 from convnp.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "convnp", "serve", "simple_convnet_mnist.npz")
 
 

@@ -195,7 +195,7 @@ def test_own_static_files_reference_no_external_url():
 def test_all_extra_holds_every_cpu_extra():
     import os
     import re
-    text = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml")).read()
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "pyproject.toml")).read()
     section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
     extras = {m.group(1): set(re.findall(r'"([A-Za-z0-9_.-]+)', m.group(2)))
               for m in re.finditer(r"^([\w-]+) = \[(.*?)\]", section, re.S | re.M)}

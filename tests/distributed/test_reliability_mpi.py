@@ -15,7 +15,7 @@ import pytest
 
 from convnp.distributed.agree import check_agreement, describe_disagreement
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI = str(ROOT / "tests" / "mpi" / "cli_main.py")
 
 

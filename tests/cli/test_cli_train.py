@@ -127,7 +127,7 @@ def test_summary_of_a_checkpoint(trained, capsys):
     (["summary", "nonet"], "unknown model 'nonet'"),
     (["summary", "simple_convnet", "--input-shape", "1,28"], "--input-shape must have 3 numbers"),
 ])
-def test_one_line_errors(argv, message, capsys):  # (bad numbers in flags: argparse, tests/test_reliability_cli.py)
+def test_one_line_errors(argv, message, capsys):  # (bad numbers in flags: argparse, tests/cli/test_reliability_cli.py)
     code, out, err = run(capsys, *argv)
     assert code == 1
     assert err.startswith("convnp: error: ") and message in err

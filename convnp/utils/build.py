@@ -1,6 +1,6 @@
 """Compile C sources into a shared library once, cache it, and load it: the one build helper of convnp.
 
-Two users: :mod:`convnp.accel.direct` (the CPU kernels, one build per instruction-set variant) and
+Two users (it imports nothing of convnp, so any layer may use it): :mod:`convnp.accel.direct` (the CPU kernels, one build per instruction-set variant) and
 :mod:`convnp.cuda.emulate` (the CUDA kernels compiled for the CPU, to test them without a GPU).
 
 Variants of the CPU kernels (``isa.h`` sets their register blocking):

@@ -19,7 +19,7 @@ from convnp.data import load_mnist  # noqa: E402
 from convnp.data.images import NoInkError, digit_to_mnist, load_digit, read_image, to_gray  # noqa: E402
 from digit_pages import STYLES, write_pages  # noqa: E402
 
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(__file__)), "convnp", "serve", "simple_convnet_mnist.npz")
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "convnp", "serve", "simple_convnet_mnist.npz")
 
 
 def _ink_box(x):

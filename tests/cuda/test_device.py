@@ -255,7 +255,7 @@ def test_gpu_benchmark_exits_with_a_clear_message_without_cuda():
     import os
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     res = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--quick"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 2
