@@ -213,13 +213,11 @@ def _pack(w):
 #: skip the padding columns that the wide-row kernels compute and drop (a fifth of the work on a 7x7 map),
 #: single-threaded 1.2-2x faster on 7x7 and 14x14 maps, as fast or faster on 28x28 and 32x32 ones
 CV_FILTERS = 32
-#: False: the wide-row kernels only (to compare the two)
-CV = True
 
 
 def _over_filters(o):
     """True when a layer with ``o`` filters takes direct_cv.c."""
-    return CV and o % CV_FILTERS == 0
+    return o % CV_FILTERS == 0
 
 
 def _tap_offsets(kernel_hw, dilation, wp):
