@@ -18,78 +18,36 @@
 #ifndef CONVNP_ISA_H
 #define CONVNP_ISA_H
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) /* 32 registers of 16 floats */
 #define CONVNP_VARIANT "avx512"
 #define VL 16                  /* floats in a vector register */
-#ifndef CONV_FILTERS_IN_REGS
 #define CONV_FILTERS_IN_REGS 8 /* direct_conv.c: filters of a block kept in registers */
-#endif
-#ifndef CONV_POSITIONS
 #define CONV_POSITIONS 48      /* direct_conv.c: positions of a block */
-#endif
-#ifndef CV_VECTORS
-#define CV_VECTORS 2           /* direct_cv.c: 16-filter vectors per block */
-#endif
-#ifndef CV_POSITIONS
+#define CV_VECTORS 2           /* direct_cv.c: filter vectors per block */
 #define CV_POSITIONS 7         /* direct_cv.c: output positions per block */
-#endif
-#ifndef CV_DW_TAPS
 #define CV_DW_TAPS 9           /* direct_cv.c: taps per dW block */
-#endif
-#ifndef DW_FILTERS
 #define DW_FILTERS 4           /* direct_dw.c: filters per dW tile */
-#endif
-#ifndef DW_TAPS
 #define DW_TAPS 6              /* direct_dw.c: taps per dW tile */
-#endif
-#elif defined(__AVX2__)
+#elif defined(__AVX2__) /* 16 registers of 8 floats */
 #define CONVNP_VARIANT "avx2"
 #define VL 8
-#ifndef CONV_FILTERS_IN_REGS
 #define CONV_FILTERS_IN_REGS 4
-#endif
-#ifndef CONV_POSITIONS
 #define CONV_POSITIONS 24
-#endif
-#ifndef CV_VECTORS
 #define CV_VECTORS 2
-#endif
-#ifndef CV_POSITIONS
 #define CV_POSITIONS 6
-#endif
-#ifndef CV_DW_TAPS
 #define CV_DW_TAPS 6
-#endif
-#ifndef DW_FILTERS
 #define DW_FILTERS 2
-#endif
-#ifndef DW_TAPS
 #define DW_TAPS 6
-#endif
-#else
+#else /* the compiler's default target: 16 registers of 4 floats (SSE2; NEON has 32) */
 #define CONVNP_VARIANT "generic"
 #define VL 4
-#ifndef CONV_FILTERS_IN_REGS
 #define CONV_FILTERS_IN_REGS 4
-#endif
-#ifndef CONV_POSITIONS
 #define CONV_POSITIONS 8
-#endif
-#ifndef CV_VECTORS
 #define CV_VECTORS 2
-#endif
-#ifndef CV_POSITIONS
 #define CV_POSITIONS 6
-#endif
-#ifndef CV_DW_TAPS
 #define CV_DW_TAPS 6
-#endif
-#ifndef DW_FILTERS
 #define DW_FILTERS 2
-#endif
-#ifndef DW_TAPS
 #define DW_TAPS 6
-#endif
 #endif
 
 /* one vector register of floats (GCC/Clang vector extensions), and its unaligned, aliasing twin */

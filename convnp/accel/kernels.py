@@ -11,8 +11,8 @@ max_pool2d           2x2 or 3x3 windows: y = window max, and the flat     poolin
                      index of its first max (row-major), -1 with a NaN
 max_pool2d_backward  dx[argmax cell] += dy                                pooling.max_pool2d_backward
 col2im_wide          out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]  conv_gemm._col2im_wide
-col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[.., i, j,  conv_gemm._col2im, _col2im_t
-                     .., oh, ow], batch-major or channel-major patches
+col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[n, c, i,   conv_gemm._col2im
+                     j, oh, ow] (batch-major patches)
 gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv_gemm._gemm_to_nchw
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv_gemm._nchw_to_gemm
 batch_norm_*         batch norm forward (train, eval) and backward         normalization.batch_norm_*
@@ -111,15 +111,11 @@ def col2im_wide(col, out, g):
     return out
 
 
-def col2im(col, out, g, batch_major):
-    """Patches added back into the C-contiguous ``out`` (N, C, Hp, Wp), overlaps summed: ``col`` holds
-    N*C*kh*kw*OH*OW values ordered (N, C, kh, kw, OH, OW) when ``batch_major`` else (C, kh, kw, N, OH, OW).
-    Returns ``out``."""
+def col2im(col, out, g):
+    """Batch-major patches (N, C, kh, kw, OH, OW) added back into the C-contiguous ``out`` (N, C, Hp, Wp),
+    overlaps summed (the channel-major layout has its kernel in patches.c: ``direct.col2im``). Returns ``out``."""
     n, c, hp, wp = out.shape
     col = np.ascontiguousarray(col)
-    if not batch_major:  # the channel-major layout has its kernel in patches.c
-        from . import direct
-        return direct.col2im(col.reshape(c, g.kh, g.kw, n, g.oh, g.ow), out, g)
     _fn("convnp_col2im_nc")(col.ctypes.data, 0, n * c, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.oh, g.ow, hp, wp,
                             out.ctypes.data)
     return out
@@ -153,10 +149,6 @@ def _f32(a):
     return None if a is None else np.ascontiguousarray(a, dtype=np.float32)
 
 
-def _split_channels(c, call):
-    run_split(c, call)  # channels are independent: each thread takes whole channels
-
-
 def batch_norm_forward_train(x, weight, bias, eps):
     """(y, xc, mean, biased var, inv_std) of a training batch norm of the C-contiguous x (N, C, ...) (float32)."""
     n, c = x.shape[:2]
@@ -167,7 +159,7 @@ def batch_norm_forward_train(x, weight, bias, eps):
     fn = _fn("convnp_bn_forward_train")
     args = (None if weight is None else weight.ctypes.data, None if bias is None else bias.ctypes.data, float(eps),
             xc.ctypes.data, y.ctypes.data, mean.ctypes.data, var.ctypes.data, inv_std.ctypes.data)
-    _split_channels(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, *args))
+    run_split(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, *args))
     return y, xc, mean, var, inv_std
 
 
@@ -178,7 +170,7 @@ def batch_norm_forward_eval(x, scale, shift):
     y = np.empty_like(x)
     scale, shift = _f32(scale), _f32(shift)
     fn = _fn("convnp_bn_forward_eval")
-    _split_channels(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, scale.ctypes.data, shift.ctypes.data,
+    run_split(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, scale.ctypes.data, shift.ctypes.data,
                                             y.ctypes.data))
     return y
 
@@ -192,7 +184,7 @@ def batch_norm_backward_train(dy, xc, weight, inv_std):
     dweight, dbias = np.empty(c, np.float32), np.empty(c, np.float32)
     weight = _f32(weight)
     fn = _fn("convnp_bn_backward_train")
-    _split_channels(c, lambda c0, c1, _: fn(dy.ctypes.data, xc.ctypes.data, n, c, l, c0, c1,
+    run_split(c, lambda c0, c1, _: fn(dy.ctypes.data, xc.ctypes.data, n, c, l, c0, c1,
                                             None if weight is None else weight.ctypes.data, inv_std.ctypes.data,
                                             dx.ctypes.data, dweight.ctypes.data, dbias.ctypes.data))
     return dx, dweight, dbias

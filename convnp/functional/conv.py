@@ -28,7 +28,8 @@ from .. import accel
 from ..accel import planner
 from ..backend import get_array_module, is_grad_enabled
 from . import conv_direct, conv_gemm, conv_reference
-from .conv_geometry import (Geom, _pair, conv2d_output_shape, conv_output_size,  # noqa: F401 (re-exported)
+from ..utils.args import pair
+from .conv_geometry import (Geom, conv2d_output_shape, conv_output_size,  # noqa: F401 (re-exported)
                             conv_transpose2d_output_shape, resolve_padding)
 from .conv_gemm import (_blocks, _col2im_t, _dw_from_acc, _gemm_dy_colt, _gemm_to_nchw, _gemm_w_col, _gemm_wt_dy,
                         _im2col_t, _nchw_to_gemm)
@@ -140,8 +141,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
         raise ValueError(f"conv2d: input channels ({c}) and filters ({o}) must be divisible by groups ({groups}) "
                          f"with weight shape (O, C/groups, KH, KW); got weight shape {tuple(w.shape)}")
     (oh, ow), pads = conv2d_output_shape(x.shape, (kh, kw), stride, padding, dilation)
-    sh, sw = _pair(stride, "stride", "conv2d")
-    dh, dw = _pair(dilation, "dilation", "conv2d")
+    sh, sw = pair(stride, "stride", "conv2d")
+    dh, dw = pair(dilation, "dilation", "conv2d")
     g = Geom(kh, kw, sh, sw, dh, dw, oh, ow)
     save = is_grad_enabled() if save_cache is None else bool(save_cache)
     if provider is None:
@@ -203,8 +204,8 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     kh, kw = w.shape[2:]
     (oh, ow), pads, op = conv_transpose2d_output_shape(x.shape, (kh, kw), stride, padding, output_padding,
                                                        dilation)
-    sh, sw = _pair(stride, "stride", "conv_transpose2d")
-    dh, dw = _pair(dilation, "dilation", "conv_transpose2d")
+    sh, sw = pair(stride, "stride", "conv_transpose2d")
+    dh, dw = pair(dilation, "dilation", "conv_transpose2d")
     g = Geom(kh, kw, sh, sw, dh, dw, h, wd)  # the conv that maps the (padded) output back to x
     xp = get_array_module(x)
     padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))

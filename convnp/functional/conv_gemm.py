@@ -75,7 +75,7 @@ def _col2im(col, padded_shape, g: _Geom, out=None):
     if out is None:
         out = workspace.zeros(padded_shape, col.dtype, xp)
     if accel.enabled_for(col, out) and out.flags.c_contiguous:
-        return accel.kernels.col2im(col, out, g, batch_major=True)
+        return accel.kernels.col2im(col, out, g)
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):
         top = i * g.dh
@@ -124,10 +124,8 @@ def _col2im_t(col, padded_shape, g: _Geom, out=None):
     col = col.reshape(c, g.kh, g.kw, n, g.oh, g.ow)
     if out is None:
         out = workspace.zeros(padded_shape, col.dtype, xp)
-    if accel.direct_enabled_for(col, out) and out.flags.c_contiguous and col.flags.c_contiguous:
-        return accel.direct.col2im(col, out, g)  # (C code, split over the channels)
-    if accel.enabled_for(col, out) and out.flags.c_contiguous:
-        return accel.kernels.col2im(col, out, g, batch_major=False)
+    if accel.direct_enabled_for(col, out) and out.flags.c_contiguous:  # patches.c, one pass
+        return accel.direct.col2im(np.ascontiguousarray(col), out, g)
     ot = out.transpose(1, 0, 2, 3)  # (C, N, Hp, Wp) view of out
     h_span, w_span = g.sh * (g.oh - 1) + 1, g.sw * (g.ow - 1) + 1
     for i in range(g.kh):

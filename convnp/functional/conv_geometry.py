@@ -22,10 +22,6 @@ __all__ = ["Geom", "conv_output_size", "resolve_padding", "conv2d_output_shape",
 Geom = namedtuple("Geom", "kh kw sh sw dh dw oh ow")
 
 
-def _pair(value, name, where):
-    return pair(value, name, where)
-
-
 def conv_output_size(input_size, filter_size, stride=1, pad=0, dilation=1) -> int:
     """The textbook output-size formula, strict: OH = (H + 2P - D*(FH-1) - 1) / S + 1.
 
@@ -57,9 +53,9 @@ def resolve_padding(padding, input_hw, kernel_hw, stride=1, dilation=1, where="c
         if key == "valid":
             return ((0, 0), (0, 0))
         if key == "same":
-            kh, kw = _pair(kernel_hw, "kernel_size", where)
-            sh, sw = _pair(stride, "stride", where)
-            dh, dw = _pair(dilation, "dilation", where)
+            kh, kw = pair(kernel_hw, "kernel_size", where)
+            sh, sw = pair(stride, "stride", where)
+            dh, dw = pair(dilation, "dilation", where)
             pads = []
             for size, k, s, d in ((input_hw[0], kh, sh, dh), (input_hw[1], kw, sw, dw)):
                 out = -(-size // s)
@@ -77,9 +73,9 @@ def conv2d_output_shape(input_shape, kernel_size, stride=1, padding=0, dilation=
     Raises ValueError (prefixed with ``where``) when the dilated kernel is larger than the padded input.
     """
     h, w = input_shape[-2:]
-    kh, kw = _pair(kernel_size, "kernel_size", where)
-    sh, sw = _pair(stride, "stride", where)
-    dh, dw = _pair(dilation, "dilation", where)
+    kh, kw = pair(kernel_size, "kernel_size", where)
+    sh, sw = pair(stride, "stride", where)
+    dh, dw = pair(dilation, "dilation", where)
     pads = resolve_padding(padding, (h, w), (kh, kw), (sh, sw), (dh, dw), where)
     hp, wp = h + sum(pads[0]), w + sum(pads[1])
     eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
@@ -93,9 +89,9 @@ def conv_transpose2d_output_shape(input_shape, kernel_size, stride=1, padding=0,
                                   where="conv_transpose2d"):
     """((OH, OW), pads, (oph, opw)): OH = (H-1)*S - top - bottom + D*(KH-1) + output_padding + 1."""
     h, w = input_shape[-2:]
-    kh, kw = _pair(kernel_size, "kernel_size", where)
-    sh, sw = _pair(stride, "stride", where)
-    dh, dw = _pair(dilation, "dilation", where)
+    kh, kw = pair(kernel_size, "kernel_size", where)
+    sh, sw = pair(stride, "stride", where)
+    dh, dw = pair(dilation, "dilation", where)
     if isinstance(padding, str) and padding.lower() == "valid":
         padding = 0
     pads = normalize_pads(padding, where)

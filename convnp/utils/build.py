@@ -166,6 +166,5 @@ def compile_library(name: str, sources, flags, *, cxx: bool = False, directory=N
 
 
 def kernel_flags(variant: str) -> list:
-    """The full flag list of a CPU-kernel variant, plus ``$CONVNP_CFLAGS`` (for experiments, e.g. another register
-    blocking: ``CONVNP_CFLAGS="-DCV_POSITIONS=4"``; isa.h's values are defaults)."""
+    """The full flag list of a CPU-kernel variant, plus ``$CONVNP_CFLAGS`` (extra compiler flags, for experiments)."""
     return [*_COMMON, *VARIANTS[variant], *os.environ.get("CONVNP_CFLAGS", "").split()]

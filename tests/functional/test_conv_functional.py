@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import convnp
 from convnp.functional import conv as C
+from convnp.utils.args import pair
 from convnp.functional import conv_gemm as G
 from convnp.functional.padding import normalize_pads, pad2d, pad2d_backward
 from convnp.gradcheck import max_relative_error, numerical_gradient
@@ -141,8 +142,8 @@ def test_conv2d_matches_loop_reference(stride, padding, dilation, groups, use_bi
     b = rng.standard_normal(6) if use_bias else None
     y, _ = C.conv2d_forward(x, w, b, stride, padding, dilation, groups)
     pads = C.resolve_padding(padding, (7, 8), (3, 2), stride, dilation)
-    sp = C._pair(stride, "stride", "t")
-    dp = C._pair(dilation, "dilation", "t")
+    sp = pair(stride, "stride", "t")
+    dp = pair(dilation, "dilation", "t")
     np.testing.assert_allclose(y, naive_conv2d(x, w, b, sp, pads, dp, groups), rtol=1e-12, atol=1e-12)
 
 
