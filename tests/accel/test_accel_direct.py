@@ -291,3 +291,31 @@ def test_weight_gradient_out_of_memory_is_a_clear_error(filters, monkeypatch):
     monkeypatch.setattr(direct, "library", lambda: OutOfMemory())
     with pytest.raises(MemoryError, match="weight-gradient kernel could not allocate its buffers"):
         conv2d_backward(y, cache)
+
+
+def test_forced_isa_variant_is_used_or_refused_with_a_notice(monkeypatch, capsys):
+    from convnp.utils import build
+    monkeypatch.setattr(build, "_noticed", set())
+    monkeypatch.setattr(build, "cpu_features", lambda: {"model": "test CPU", "machine": "x86_64",
+                                                        "flags": {"avx2", "fma"}})
+    assert build.supported_variants() == ["avx2", "generic"]
+    monkeypatch.setenv("CONVNP_ISA", "generic")
+    assert build.isa_variant() == "generic"
+    monkeypatch.setenv("CONVNP_ISA", "avx512")  # the CPU lacks it: the best one it has, and one line naming why
+    assert build.isa_variant() == "avx2"
+    assert "CONVNP_ISA=avx512: this CPU lacks avx512bw, avx512dq, avx512f, avx512vl; using avx2" in capsys.readouterr().err
+    monkeypatch.setenv("CONVNP_ISA", "sse9")
+    assert build.isa_variant() == "avx2"
+    assert "CONVNP_ISA='sse9' is not one of avx512, avx2, generic; using avx2" in capsys.readouterr().err
+    monkeypatch.setattr(build, "cpu_features", lambda: {"model": "arm", "machine": "aarch64", "flags": {"asimd"}})
+    assert build.supported_variants() == ["generic"]
+
+
+def test_a_failed_build_leaves_a_one_line_notice(monkeypatch, tmp_path, capsys):
+    from convnp.utils import build
+    monkeypatch.setattr(build, "_noticed", set())
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("CONVNP_CACHE_DIR", str(tmp_path / "cache"))
+    assert direct._build()[0] is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("convnp: C kernels unavailable, using the NumPy reference (")
