@@ -2,8 +2,14 @@
 
     python -m benchmarks.run              # everything (several minutes on 2 cores)
     python -m benchmarks.run --quick      # fewer steps and repeats
-    python -m benchmarks.run --only train,infer,conv,pool,memory,firstuse
-    CONVNP_ISA=avx2 python -m benchmarks.run   # the AVX2 kernels on a machine that also has AVX-512
+    python -m benchmarks.run --only train,infer,conv,pool,memory,firstuse  # (also: vgg, resnet alone)
+    CONVNP_ISA=avx2 python -m benchmarks.run   # an AVX2 machine on one that also has AVX-512 (see below)
+
+With ``CONVNP_ISA=avx2`` on a CPU that has AVX-512, the run stands for an AVX2-only machine: convnp's AVX2
+kernels, and every library in the process held to AVX2 too (PyTorch's ATen ``ATEN_CPU_CAPABILITY=avx2``, its
+oneDNN convolutions ``ONEDNN_MAX_CPU_ISA=AVX2``, its MKL ``MKL_ENABLE_INSTRUCTIONS=AVX2``, NumPy's OpenBLAS
+``OPENBLAS_CORETYPE=Haswell``), as they are on such a CPU; the run re-starts itself with those set (they are
+read when the libraries load) and prints what each library reports. ``--peers-native`` leaves them alone.
 
 Contestants take turns, each after an idle pause (so the other library's spinning threads are parked), and
 the median is reported. Each convnp figure comes with convnp on the reference plan (CONVNP_PLAN=reference:
@@ -27,6 +33,34 @@ import time
 import numpy as np
 
 STEPS_PER_EPOCH = 600
+#: what holds PyTorch (ATen, oneDNN, MKL) and NumPy's OpenBLAS to AVX2 when they load
+AVX2_PEERS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+              "OPENBLAS_CORETYPE": "Haswell"}
+
+
+def _emulate_avx2_machine(argv, peers_native):
+    """With CONVNP_ISA=avx2 on an AVX-512 CPU: re-run this benchmark with AVX2_PEERS set (unless they are, or
+    ``peers_native``). Returns normally when nothing is to be done."""
+    if os.environ.get("CONVNP_ISA", "").strip().lower() != "avx2" or peers_native:
+        return
+    from convnp.utils import build
+    if "avx512f" not in build.cpu_features()["flags"] or all(os.environ.get(k) == v for k, v in AVX2_PEERS.items()):
+        return
+    print("CONVNP_ISA=avx2 on an AVX-512 CPU: re-running with PyTorch and NumPy's BLAS held to AVX2 as well "
+          f"({' '.join(f'{k}={v}' for k, v in AVX2_PEERS.items())})", flush=True)
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *argv], dict(os.environ, **AVX2_PEERS))
+
+
+def _peer_isa():
+    """What the libraries in this process run: torch's ATen capability and NumPy's OpenBLAS kernel family."""
+    import torch
+    blas = "?"
+    try:
+        from threadpoolctl import threadpool_info
+        blas = ",".join(str(i.get("architecture")) for i in threadpool_info() if i.get("user_api") == "blas")
+    except ImportError:
+        pass
+    return f"torch {torch.backends.cpu.get_cpu_capability()}, NumPy BLAS {blas}"
 
 
 def _median_time(fn, repeats):
@@ -383,7 +417,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--accel", choices=("auto", "on", "off"), default="auto",
                     help="convnp.accel's C kernels: auto uses them when they build (a C compiler)")
+    ap.add_argument("--peers-native", action="store_true",
+                    help="with CONVNP_ISA=avx2: leave PyTorch and NumPy's BLAS on the CPU's widest vectors")
     args = ap.parse_args(argv)
+    _emulate_avx2_machine(sys.argv[1:] if argv is None else list(argv), args.peers_native)
     import torch
     from convnp import accel
     torch.set_num_threads(args.threads)
@@ -401,18 +438,18 @@ def main(argv=None):
     print(f"machine: {build.cpu_features()['model']}, {os.cpu_count()} cores; threads={args.threads}; "
           f"numpy {np.__version__}, torch {torch.__version__}; C kernels: "
           f"{direct.variant() + ' variant' if accel.direct_enabled_for() else 'off'}; "
-          f"planning: {planner.mode()}")
-    if "train" in parts:
-        for name in ("simple_convnet", "deep_convnet"):
-            r = bench_train(x, t, name, steps, repeats, textbook_steps=3 if args.quick else 5)
-            results[f"train_{name}"] = r
-            ratios[f"train_{name}_vs_torch"] = r["convnp"] / r["torch"]
-            if "textbook" in r:
-                ratios[f"train_{name}_speedup_vs_textbook"] = r["textbook"] / r["convnp"]
-            ratios[f"train_{name}_vs_reference"] = r["convnp"] / r["convnp_reference"]
-            print(f"epoch {name:15s} convnp {r['convnp']:7.1f}s  reference plan {r['convnp_reference']:7.1f}s  "
-                  f"torch {r['torch']:7.1f}s  " + (f"textbook {r['textbook']:7.1f}s  " if "textbook" in r else "")
-                  + f"ratio {r['convnp'] / r['torch']:.2f}")
+          f"planning: {planner.mode()}; peers: {_peer_isa()}")
+    for name in ("simple_convnet", "deep_convnet") if "train" in parts else ():
+        r = bench_train(x, t, name, steps, repeats, textbook_steps=3 if args.quick else 5)
+        results[f"train_{name}"] = r
+        ratios[f"train_{name}_vs_torch"] = r["convnp"] / r["torch"]
+        if "textbook" in r:
+            ratios[f"train_{name}_speedup_vs_textbook"] = r["textbook"] / r["convnp"]
+        ratios[f"train_{name}_vs_reference"] = r["convnp"] / r["convnp_reference"]
+        print(f"epoch {name:15s} convnp {r['convnp']:7.1f}s  reference plan {r['convnp_reference']:7.1f}s  "
+              f"torch {r['torch']:7.1f}s  " + (f"textbook {r['textbook']:7.1f}s  " if "textbook" in r else "")
+              + f"ratio {r['convnp'] / r['torch']:.2f}")
+    if parts & {"train", "vgg"}:
         rng = np.random.default_rng(0)  # the CIFAR-shaped VGG-BN net: 15 steps of batch 64 on random images
         vsteps = 5 if args.quick else 15
         xv = rng.standard_normal((vsteps * 64, 3, 32, 32)).astype(np.float32)
@@ -431,6 +468,7 @@ def main(argv=None):
             ratios[f"infer_{name}_throughput_vs_reference"] = r["convnp"] / r["convnp_reference"]
             print(f"infer {name:15s} convnp {r['convnp']:8.0f} img/s  reference plan {r['convnp_reference']:8.0f} "
                   f"img/s  torch {r['torch']:8.0f} img/s  throughput ratio {r['convnp'] / r['torch']:.2f}")
+    if parts & {"infer", "resnet"}:
         r = bench_resnet18_infer(repeats)
         results["infer_resnet18_b8"] = r
         ratios["infer_resnet18_b8_time_vs_torch"] = r["torch"] / r["convnp"]

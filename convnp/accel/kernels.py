@@ -22,8 +22,9 @@ batch_norm_*         batch norm forward (train, eval) and backward         norma
 They were numba kernels until the C library took them over: one compiled toolchain (a C compiler, which the
 convolution kernels need anyway), no second compile-and-cache step, and no SciPy (which numba imports, with a
 BLAS of its own) in the process. docs/performance.md has the measurements. Arrays are C-contiguous float32 (the
-callers check it with ``convnp.accel.enabled_for``). Pooling is split over convnp's threads; the copies run on
-one thread (they sit between OpenBLAS's GEMMs, whose spinning workers hold the other cores).
+callers check it with ``convnp.accel.enabled_for``). Pooling and batch norm are split over convnp's threads; the
+copies and the ReLU gradient too inside ``threads.kernel_threads()`` (BLAS on one thread), else they run on one
+thread (they sit between OpenBLAS's GEMMs, whose spinning workers hold the other cores).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import numpy as np
 
 from . import POOL_WINDOWS
 from .. import workspace
+from . import threads
 from .direct import library, run_split
 
 _p, _i = ctypes.c_void_p, ctypes.c_long
@@ -64,13 +66,18 @@ def relu_backward(dy, ref):
     """dy where ref > 0, else 0 (ref is the ReLU's input or output). Shape: like dy."""
     out = workspace.empty(dy.shape, dy.dtype)
     fn, a, b, o = _fn("convnp_relu_backward"), dy.ctypes.data, ref.ctypes.data, out.ctypes.data
-    size = dy.size
-    fn(a, b, size, o)  # one thread, as the copies below: they sit between OpenBLAS's GEMMs, whose spinning
-    return out         # workers hold the other cores
+    run_split(dy.size, lambda s, e, _: fn(a + 4 * s, b + 4 * s, e - s, o + 4 * s), _copy_threads(dy.size))
+    return out
 
 
 def _threads_for(size):
     return None if size >= 1 << 16 else 1  # small arrays: one thread (starting others costs more)
+
+
+def _copy_threads(size):
+    """Threads for a copy: all when BLAS is on one thread (threads.kernel_threads), else one (OpenBLAS's workers
+    spin on the other cores after each GEMM), and one for small arrays."""
+    return _threads_for(size) if threads.blas_limited() else 1
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -107,7 +114,8 @@ def col2im_wide(col, out, g):
     """Stride-1 "wide" patches (C*kh*kw, N*OH*Wp) added back into the C-contiguous ``out`` (N, C, Hp+1, Wp)."""
     n, c, hp1, wp = out.shape
     fn, ca, oa = _fn("convnp_col2im_wide"), col.ctypes.data, out.ctypes.data
-    fn(ca, n, c, 0, c, g.kh, g.kw, g.dh, g.dw, wp, g.oh * wp, hp1 * wp, oa)
+    run_split(c, lambda c0, c1, _: fn(ca, n, c, c0, c1, g.kh, g.kw, g.dh, g.dw, wp, g.oh * wp, hp1 * wp, oa),
+              _copy_threads(out.size))
     return out
 
 
@@ -130,7 +138,7 @@ def gemm_to_nchw(y2, n, oh, bias, out):
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     fn, ya, oa = _fn("convnp_gemm_to_nchw"), y2.ctypes.data, out.ctypes.data
     ba = None if bias is None else bias.ctypes.data
-    fn(ya, ba, n, 0, n, o, oh, ow, wg, oa)
+    run_split(n, lambda n0, n1, _: fn(ya, ba, n, n0, n1, o, oh, ow, wg, oa), _copy_threads(out.size))
     return out
 
 
@@ -140,7 +148,7 @@ def nchw_to_gemm(dy, wg):
     n, o, oh, ow = dy.shape
     out = workspace.empty((o, n, oh, wg), dy.dtype)
     fn, da, oa = _fn("convnp_nchw_to_gemm"), dy.ctypes.data, out.ctypes.data
-    fn(da, n, o, 0, o, oh, ow, wg, oa)
+    run_split(o, lambda o0, o1, _: fn(da, n, o, o0, o1, oh, ow, wg, oa), _copy_threads(out.size))
     return out.reshape(o, n * oh * wg)
 
 

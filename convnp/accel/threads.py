@@ -17,6 +17,8 @@ import threading
 import time
 import weakref
 
+import numpy as np
+
 _lock = threading.Lock()
 _state = {"controller": None, "looked": False, "active": 0, "limited": 0}
 
@@ -79,6 +81,52 @@ _steps = weakref.WeakKeyDictionary()  # model -> {case: {"seen": steps so far, "
 def blas_limited() -> bool:
     """True inside :func:`kernel_threads` when it put NumPy's BLAS on one thread."""
     return _state["limited"] > 0
+
+
+#: products below this many multiply-adds run as one call (handing a block to a thread costs ~20-50 us)
+SPLIT_MACS = 1e6
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` (NumPy's matmul: 2-D or stacked (..., M, K) @ (..., K, N)) on every core, also inside
+    :func:`kernel_threads`.
+
+    There NumPy's BLAS runs on one thread (so that its spinning workers leave the C kernels' cores alone), and a
+    large product is cut into as many blocks of output rows (or columns, when there are fewer rows) as the
+    kernels have threads, each a one-thread BLAS call in a Python thread of its own (NumPy releases the GIL in
+    BLAS): on 2 cores a ResNet-18 layer-4 GEMM (512x4608 @ 4608x392) took 7.1 ms this way, 13.5 ms on one
+    thread, 7.1 ms on OpenBLAS's 2 threads. The blocks run on the kernels' thread pool (``direct.run_split``). Each output element is one BLAS dot product either way: the blocks
+    change speed, not the numbers beyond BLAS's own blocking. Anywhere else (CuPy arrays, BLAS on its own
+    threads, small products) it is ``matmul(a, b, out=out)``.
+    """
+    if not (_state["limited"] and type(a) is np.ndarray and type(b) is np.ndarray) or a.ndim < 2 or b.ndim < 2:
+        return (np if type(a) is np.ndarray else _xp(a)).matmul(a, b, out=out)
+    from . import direct
+    workers = direct.num_threads()
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = max(1, int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64)))
+    if workers < 2 or batch * m * k * n < SPLIT_MACS or max(m, n) < 2 * workers:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
+        out = np.empty(shape, np.result_type(a, b))
+    rows = m >= n or m >= 8 * workers  # row blocks keep a's slices contiguous
+    size = m if rows else n
+    cuts = [size * i // workers for i in range(workers + 1)]
+
+    def block(_start, _stop, k):  # block k of the output, on the kernels' thread pool
+        lo, hi = cuts[k], cuts[k + 1]
+        if rows:
+            np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :])
+        else:
+            np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])
+    direct.run_split(workers, block, workers)
+    return out
+
+
+def _xp(a):
+    from ..backend import get_array_module
+    return get_array_module(a)
 
 
 def _can_switch(x) -> bool:

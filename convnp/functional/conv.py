@@ -210,7 +210,7 @@ def conv_transpose2d_forward(x, w, b=None, stride=1, padding=0, output_padding=0
     xp = get_array_module(x)
     padded_shape = (n, cout, oh + sum(pads[0]), ow + sum(pads[1]))
     k = cout * kh * kw
-    size, chunks = _blocks(n, k * h * wd * x.dtype.itemsize, xp)
+    size, chunks = _blocks(n, k * h * wd * x.dtype.itemsize, h * wd, xp)
     buf = xp.empty(size * k * h * wd, dtype=np.result_type(x.dtype, w.dtype))
     ypad = xp.zeros(padded_shape, dtype=buf.dtype)  # (N, Cout, Hp, Wp); output_padding rows stay zero
     for s, e in chunks:
@@ -239,7 +239,7 @@ def conv_transpose2d_backward(dy, cache, need_dx=True):
     db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
     dypad = pad2d(dy, cache["pads"], "zeros")  # (N, Cout, Hp - op, Wp - op): the rows im2col reads
     k = dy.shape[1] * g.kh * g.kw
-    size, chunks = _blocks(n, k * g.oh * g.ow * dy.dtype.itemsize, xp)
+    size, chunks = _blocks(n, k * g.oh * g.ow * dy.dtype.itemsize, g.oh * g.ow, xp)
     buf = xp.empty(size * k * g.oh * g.ow, dtype=dy.dtype)
     dx = xp.empty(x.shape, dtype=np.result_type(dy.dtype, w.dtype)) if need_dx else None  # (N, Cin, H, W)
     dw = None

@@ -551,6 +551,8 @@ def test_wide_layout_gradients_float64_numerical():
 def test_blocks_fit_the_cpu_cache_and_are_larger_on_a_gpu(monkeypatch):
     monkeypatch.setattr(G, "COL_CHUNK_BYTES", 1000)
     monkeypatch.setattr(G, "COL_BLOCK_BYTES", 300)
-    assert G._blocks(10, 100) == (3, [(0, 3), (3, 6), (6, 9), (9, 10)])
-    assert G._blocks(10, 100, xp=object()) == (10, [(0, 10)])  # another array module: COL_CHUNK_BYTES blocks
-    assert G._blocks(3, 5000) == (1, [(0, 1), (1, 2), (2, 3)])  # at least one sample per block
+    monkeypatch.setattr(G, "MIN_BLOCK_COLUMNS", 8)
+    assert G._blocks(10, 100, 4) == (3, [(0, 3), (3, 6), (6, 9), (9, 10)])
+    assert G._blocks(10, 100, 4, xp=object()) == (10, [(0, 10)])  # another array module: COL_CHUNK_BYTES blocks
+    assert G._blocks(3, 5000, 4) == (2, [(0, 2), (2, 3)])  # at least MIN_BLOCK_COLUMNS GEMM columns per block
+    assert G._blocks(3, 5000, 8) == (1, [(0, 1), (1, 2), (2, 3)])  # and at least one sample

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...accel.threads import matmul  # (a @ b, on every core also when BLAS is on one thread)
 from ...backend import get_array_module, make_rng
 from .. import init as initializers
 from ..module import Module
@@ -72,7 +73,7 @@ class Dense(Module):
 
     def forward(self, x):
         self.check_input(x, 2, self.in_features)
-        y = x @ self.weight.data.T  # (N, units)
+        y = matmul(x, self.weight.data.T)  # (N, units)
         if self.bias is not None:
             y += self.bias.data
         self._save_cache(x)
@@ -82,10 +83,10 @@ class Dense(Module):
         x = self._get_cache()
         if self.act is not None:
             dy = self.act.backward(dy)
-        self.weight.accumulate_grad(dy.T @ x)  # (units, in)
+        self.weight.accumulate_grad(matmul(dy.T, x))  # (units, in)
         if self.bias is not None:
             self.bias.accumulate_grad(dy.sum(axis=0))
-        return dy @ self.weight.data  # (N, in)
+        return matmul(dy, self.weight.data)  # (N, in)
 
     def get_config(self):
         cfg = super().get_config()
