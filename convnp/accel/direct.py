@@ -54,7 +54,8 @@ __all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2
 
 #: compiled together into one library (adam.c: the fused Adam step used by convnp.optim.Adam)
 SOURCES = _SOURCES = tuple(Path(__file__).with_name(name) for name in (
-    "isa.h", "direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c", "phases.c", "patches.c", "adam.c", "layout.c"))
+    "isa.h", "direct_conv.c", "direct_dw.c", "direct_cv.c", "pad.c", "phases.c", "patches.c", "adam.c", "layout.c",
+    "winograd.c"))
 FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
 _STORE_RELU, _STORE_ADD = 1, 2  # the forward kernels' store flags (direct_conv.c)
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)

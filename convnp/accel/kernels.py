@@ -17,6 +17,8 @@ gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv_g
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv_gemm._nchw_to_gemm
 batch_norm_*         batch norm forward (train, eval) and backward         normalization.batch_norm_*
                      (train), per channel in 2-3 passes
+winograd_input       V = B^T d B of every 4x4 input tile (winograd.c)     conv_winograd.input_transform
+winograd_output      y = A^T M A of every tile, + bias, fused ReLU         conv_winograd.output_transform
 ===================  ===================================================  ==================================
 
 They were numba kernels until the C library took them over: one compiled toolchain (a C compiler, which the
@@ -49,6 +51,8 @@ _SIGNATURES = {
     "convnp_bn_forward_train": [_p, _i, _i, _i, _i, _i, _p, _p, ctypes.c_float, _p, _p, _p, _p, _p],
     "convnp_bn_forward_eval": [_p, _i, _i, _i, _i, _i, _p, _p, _p],
     "convnp_bn_backward_train": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _p, _p, _p],
+    "convnp_winograd_input": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
+    "convnp_winograd_output": [_p, _i, _i, _i, _i, _i, _i, _p, ctypes.c_int, _i, _i, _p],
 }
 _ready = {}
 
@@ -196,3 +200,28 @@ def batch_norm_backward_train(dy, xc, weight, inv_std):
                                             None if weight is None else weight.ctypes.data, inv_std.ctypes.data,
                                             dx.ctypes.data, dweight.ctypes.data, dbias.ctypes.data))
     return dx, dweight, dbias
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+def winograd_input(x, top, left, tiles_hw):
+    """(16, C, N*TH*TW) transformed 4x4 input tiles of the C-contiguous x (N, C, H, W) (float32), zero padding
+    ``top``/``left`` (and whatever the tiles need at the bottom/right), split over the threads by channel."""
+    n, c, h, w = x.shape
+    th, tw = tiles_hw
+    v = workspace.empty((16, c, n * th * tw), np.float32)
+    fn, xa, va = _fn("convnp_winograd_input"), x.ctypes.data, v.ctypes.data
+    run_split(c, lambda c0, c1, _: fn(xa, n, c, h, w, top, left, th, tw, c0, c1, va), _threads_for(v.size))
+    return v
+
+
+def winograd_output(m, n, tiles_hw, out_hw, bias=None, relu=False):
+    """(N, O, OH, OW) from the C-contiguous tile products m (16, O, N*TH*TW), plus bias (O,) or None, a fused
+    ReLU (NaN kept), split over the threads by filter."""
+    o = m.shape[1]
+    (th, tw), (oh, ow) = tiles_hw, out_hw
+    y = workspace.empty((n, o, oh, ow), np.float32)
+    bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    fn, ma, ya = _fn("convnp_winograd_output"), m.ctypes.data, y.ctypes.data
+    ba = None if bias is None else bias.ctypes.data
+    run_split(o, lambda o0, o1, _: fn(ma, n, o, th, tw, oh, ow, ba, int(relu), o0, o1, ya), _threads_for(m.size))
+    return y

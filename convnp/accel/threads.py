@@ -92,11 +92,13 @@ def matmul(a, b, out=None):
     :func:`kernel_threads`.
 
     There NumPy's BLAS runs on one thread (so that its spinning workers leave the C kernels' cores alone), and a
-    large product is cut into as many blocks of output rows (or columns, when there are fewer rows) as the
-    kernels have threads, each a one-thread BLAS call in a Python thread of its own (NumPy releases the GIL in
-    BLAS): on 2 cores a ResNet-18 layer-4 GEMM (512x4608 @ 4608x392) took 7.1 ms this way, 13.5 ms on one
-    thread, 7.1 ms on OpenBLAS's 2 threads. The blocks run on the kernels' thread pool (``direct.run_split``). Each output element is one BLAS dot product either way: the blocks
-    change speed, not the numbers beyond BLAS's own blocking. Anywhere else (CuPy arrays, BLAS on its own
+    large product is cut into as many blocks as the kernels have threads (a stack of products by index, a
+    single one by output rows, or columns when there are few rows), each a one-thread BLAS call on the kernels'
+    thread pool (``direct.run_split``; NumPy releases the GIL in BLAS): on 2 cores a ResNet-18 layer-4 GEMM
+    (512x4608 @ 4608x392) took 7.1 ms this way, 13.5 ms on one thread, 7.1 ms on OpenBLAS's 2 threads; the
+    16 Winograd products of a 64-channel 32x32 layer (batch 64) 19 ms by index, 29 ms by rows. Each output
+    element is one BLAS dot product either way: the blocks change speed, not the numbers beyond BLAS's own
+    blocking. Anywhere else (CuPy arrays, BLAS on its own
     threads, small products) it is ``matmul(a, b, out=out)``.
     """
     if not (_state["limited"] and type(a) is np.ndarray and type(b) is np.ndarray) or a.ndim < 2 or b.ndim < 2:
@@ -110,13 +112,19 @@ def matmul(a, b, out=None):
     if out is None:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
         out = np.empty(shape, np.result_type(a, b))
-    rows = m >= n or m >= 8 * workers  # row blocks keep a's slices contiguous
-    size = m if rows else n
+    stacked = out.ndim == 3 and out.shape[0] >= workers  # whole products per thread: a stack is cut by index
+    rows = m >= n or m >= 8 * workers  # else row blocks (a's slices stay contiguous), columns when few rows
+    size = out.shape[0] if stacked else m if rows else n
     cuts = [size * i // workers for i in range(workers + 1)]
+
+    def part(array, lo, hi):  # a stack's slice (an operand without the stack axis is broadcast whole)
+        return array[lo:hi] if array.ndim == 3 and array.shape[0] > 1 else array
 
     def block(_start, _stop, k):  # block k of the output, on the kernels' thread pool
         lo, hi = cuts[k], cuts[k + 1]
-        if rows:
+        if stacked:
+            np.matmul(part(a, lo, hi), part(b, lo, hi), out=out[lo:hi])
+        elif rows:
             np.matmul(a[..., lo:hi, :], b, out=out[..., lo:hi, :])
         else:
             np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])

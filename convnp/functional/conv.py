@@ -11,6 +11,7 @@ reference  im2col + one GEMM, the textbook algorithm (conv_reference)  always (N
 gemm       blocked im2col + GEMMs, the wide stride-1 layout (conv_gemm) always; CuPy through convnp.cuda
 direct     C kernels, stride 1, no patch matrix (conv_direct)          float32 NumPy, stride 1, groups 1
 strided    C kernels, strided (conv_direct)                            float32 NumPy, zero padding, k >= s
+winograd   F(2x2, 3x3): 16 GEMMs on transformed tiles (conv_winograd)  float32 NumPy, 3x3, stride 1
 =========  ==========================================================  =================================
 
 ``CONVNP_PLAN=reference`` runs the reference everywhere, ``fixed`` picks by geometry without timing (the rule
@@ -27,7 +28,7 @@ import numpy as np
 from .. import accel
 from ..accel import planner
 from ..backend import get_array_module, is_grad_enabled
-from . import conv_direct, conv_gemm, conv_reference
+from . import conv_direct, conv_gemm, conv_reference, conv_winograd
 from ..utils.args import pair
 from .conv_geometry import (Geom, conv2d_output_shape, conv_output_size,  # noqa: F401 (re-exported)
                             conv_transpose2d_output_shape, resolve_padding)
@@ -46,6 +47,7 @@ _Geom = Geom  # (the name the tests and convnp.cuda use)
 PROVIDERS = {
     "direct": (conv_direct.direct_can_run, conv_direct.direct_forward, conv_direct.direct_backward),
     "strided": (conv_direct.strided_can_run, conv_direct.strided_forward, conv_direct.strided_backward),
+    "winograd": (conv_winograd.can_run, conv_winograd.forward, conv_winograd.backward),
     "gemm": (lambda *case: True, conv_gemm.forward, conv_gemm.backward),
     "reference": (lambda *case: True, conv_reference.forward, conv_reference.backward),
 }

@@ -424,6 +424,19 @@ def forward(x, w, b, g: _Geom, pads, padding_mode, groups, relu, save):
     return y, cache
 
 
+def weight_grad(x, dy, g: _Geom, pads, w_shape, padding_mode="zeros"):
+    """dW (O, C, kh, kw) of a stride-1, one-group convolution from its input x (N, C, H, W) and output gradient
+    dy (N, O, OH, OW): the wide patches block by block, ``dW^T += col @ dy^T`` (backward's dW, without dx)."""
+    xpad = _pad_wide(x, pads, padding_mode)  # (N, C, Hp + 1, Wp)
+    n, k, wp = x.shape[0], w_shape[1] * g.kh * g.kw, xpad.shape[3]
+    lg = g.oh * wp
+    size, blocks = _blocks(n, k * lg * x.dtype.itemsize, lg)
+    buf, acc = workspace.empty(size * k * lg, x.dtype), None
+    for s, e in blocks:
+        acc = _gemm_dy_colt(_nchw_to_gemm(dy[s:e], wp), _im2col_wide(xpad[s:e], g, buf), 1, acc)  # (1, K, O)
+    return _dw_from_acc(acc, w_shape)
+
+
 def backward(dy, cache, need_dx=True):
     """(dx, dw, db) of :func:`forward` (dx None when ``need_dx`` is False)."""
     w, g, groups, col = cache["w"], cache["geom"], cache["groups"], cache["col_gemm"]

@@ -167,3 +167,24 @@ def test_resnet_training_step_on_kernel_threads(monkeypatch):
     second = _threads_seen_in_training_steps(monkeypatch, model, x, steps=2 * threads.STEPS_PER_BLOCK)[-1]
     assert len(second) == 2 * 19 and set(second) == {(1, os.cpu_count())}  # the second block's setting
     assert _blas_threads() == before_blas
+
+
+@pytest.mark.parametrize("shapes", [((512, 600), (600, 300)),  # rows
+                                    ((20, 600), (600, 3000)),  # few rows: columns
+                                    ((16, 64, 48), (16, 48, 700)),  # a stack: by index
+                                    ((64, 30), (8, 30, 900)),  # a broadcast operand
+                                    ((2, 3, 64, 300), (300, 500)),  # several stack axes: rows
+                                    ((4, 4), (4, 4))])  # small: one call
+def test_matmul_on_kernel_threads_equals_numpy(shapes, monkeypatch):
+    monkeypatch.setattr(threads, "SPLIT_MACS", 1)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    want = np.matmul(a, b)
+    with threads.kernel_threads() as changed:
+        got = threads.matmul(a, b)
+        out = np.full_like(want, np.nan)
+        assert threads.matmul(a, b, out=out) is out
+    assert changed == (os.cpu_count() > 1 and accel.direct_enabled_for())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4)  # every block written
+    np.testing.assert_array_equal(threads.matmul(a, b), want)  # outside: NumPy's matmul itself

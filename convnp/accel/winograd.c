@@ -1,0 +1,100 @@
+/* convnp.accel: the transforms of Winograd's F(2x2, 3x3) convolution (Lavin and Gray, 2015).
+ *
+ * A 3x3 stride-1 convolution computes each 2x2 block ("tile") of outputs from the 4x4 block of inputs under it:
+ *
+ *   Y = A^T [ (G g G^T) . (B^T d B) ] A       (. : elementwise, 16 products instead of 36)
+ *
+ *        | 1  0 -1  0 |            | 1    0    0  |
+ *  B^T = | 0  1  1  0 |        G = | 1/2  1/2  1/2 |      A^T = | 1  1  1  0 |
+ *        | 0 -1  1  0 |            | 1/2 -1/2  1/2 |            | 0  1 -1 -1 |
+ *        | 0  1  0 -1 |            | 0    0    1  |
+ *
+ * Over channels the elementwise products become 16 matrix products, one per position k = (xi, nu) of the 4x4:
+ * M[k] (O, P) = U[k] (O, C) @ V[k] (C, P), for P tiles. These kernels make V from the input (zero padding
+ * included) and turn M into the output; NumPy's BLAS multiplies and makes U (convnp.functional.conv_winograd).
+ *
+ *   input    v[k][c][p] = (B^T d B)[k], d the 4x4 input block of tile p = (n, ti, tj): rows 2*ti - top + 0..3,
+ *            columns 2*tj - left + 0..3 (zero outside the image)
+ *   output   y[n][o][2*ti + a][2*tj + b] = (A^T M A)[a][b] + bias[o], kept where inside (oh, ow); a fused
+ *            ReLU stores max(y, 0) with NaN kept (y < 0 ? 0 : y)
+ *
+ * Both are written as row passes over whole image rows (the compiler vectorizes them; no intrinsics): the
+ * same code for every variant of isa.h.
+ */
+#include <string.h>
+
+/* channels c0..c1-1 of x (n_n, c_n, h, w) -> v (16, c_n, n_n*th*tw) */
+void convnp_winograd_input(const float *x, long n_n, long c_n, long h, long w, long top, long left, long th,
+                           long tw, long c0, long c1, float *v)
+{
+    const long wr = 2 * tw + 2, tiles = n_n * th * tw; /* a padded row covers every tile's 4 columns */
+    const long copy = (w + left < wr ? w + left : wr) - left; /* x's columns inside it (padded column left + q) */
+    for (long c = c0; c < c1; c++)
+        for (long n = 0; n < n_n; n++) {
+            const float *plane = x + (n * c_n + c) * h * w;
+            for (long ti = 0; ti < th; ti++) {
+                float d[4][wr], t[4][wr];
+                for (int r = 0; r < 4; r++) { /* the 4 input rows of this tile row, zero padded */
+                    const long src = 2 * ti - top + r;
+                    memset(d[r], 0, sizeof d[r]);
+                    if (src >= 0 && src < h && copy > 0)
+                        memcpy(d[r] + left, plane + src * w, copy * sizeof(float));
+                }
+                for (long q = 0; q < wr; q++) { /* B^T d: along the rows */
+                    t[0][q] = d[0][q] - d[2][q];
+                    t[1][q] = d[1][q] + d[2][q];
+                    t[2][q] = d[2][q] - d[1][q];
+                    t[3][q] = d[1][q] - d[3][q];
+                }
+                const long p0 = (n * th + ti) * tw;
+                for (int i = 0; i < 4; i++) { /* (B^T d) B: along the columns, one tile every 2 columns */
+                    float *v0 = v + ((i * 4 + 0) * c_n + c) * tiles + p0, *v1 = v + ((i * 4 + 1) * c_n + c) * tiles + p0;
+                    float *v2 = v + ((i * 4 + 2) * c_n + c) * tiles + p0, *v3 = v + ((i * 4 + 3) * c_n + c) * tiles + p0;
+                    const float *s = t[i];
+                    for (long j = 0; j < tw; j++) {
+                        v0[j] = s[2 * j] - s[2 * j + 2];
+                        v1[j] = s[2 * j + 1] + s[2 * j + 2];
+                        v2[j] = s[2 * j + 2] - s[2 * j + 1];
+                        v3[j] = s[2 * j + 1] - s[2 * j + 3];
+                    }
+                }
+            }
+        }
+}
+
+/* filters o0..o1-1: m (16, o_n, n_n*th*tw) -> y (n_n, o_n, oh, ow); bias may be NULL */
+void convnp_winograd_output(const float *m, long n_n, long o_n, long th, long tw, long oh, long ow,
+                            const float *bias, int relu, long o0, long o1, float *y)
+{
+    const long tiles = n_n * th * tw;
+    float r0[2 * tw], r1[2 * tw];
+    for (long o = o0; o < o1; o++) {
+        const float b = bias ? bias[o] : 0.0f;
+        for (long n = 0; n < n_n; n++)
+            for (long ti = 0; ti < th; ti++) {
+                const long p0 = (n * th + ti) * tw;
+                const float *mk[16];
+                for (int k = 0; k < 16; k++)
+                    mk[k] = m + (k * o_n + o) * tiles + p0;
+                for (long j = 0; j < tw; j++) {
+                    float s0[4], s1[4];
+                    for (int i = 0; i < 4; i++) { /* M A: along the columns */
+                        s0[i] = mk[4 * i][j] + mk[4 * i + 1][j] + mk[4 * i + 2][j];
+                        s1[i] = mk[4 * i + 1][j] - mk[4 * i + 2][j] - mk[4 * i + 3][j];
+                    }
+                    r0[2 * j] = s0[0] + s0[1] + s0[2]; /* A^T (M A): along the rows */
+                    r0[2 * j + 1] = s1[0] + s1[1] + s1[2];
+                    r1[2 * j] = s0[1] - s0[2] - s0[3];
+                    r1[2 * j + 1] = s1[1] - s1[2] - s1[3];
+                }
+                for (int a = 0; a < 2 && 2 * ti + a < oh; a++) {
+                    const float *src = a ? r1 : r0;
+                    float *dst = y + ((n * o_n + o) * oh + 2 * ti + a) * ow;
+                    for (long q = 0; q < ow; q++) {
+                        const float value = src[q] + b;
+                        dst[q] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
+                    }
+                }
+            }
+    }
+}
