@@ -31,6 +31,11 @@ def relu(x, out=None):
     xp = get_array_module(x)
     if out is None and type(x) is np.ndarray:  # large outputs reuse freed memory (convnp.workspace)
         out = workspace.empty(x.shape, x.dtype)
+    if xp is np and accel.threads.blas_limited() and x.size >= 1 << 18 and x.flags.c_contiguous \
+            and out.flags.c_contiguous:  # the cores are convnp's (BLAS on one thread): slices on each
+        flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+        accel.direct.run_split(x.size, lambda s, e, _: np.maximum(flat_x[s:e], 0, out=flat_out[s:e]))
+        return out
     return xp.maximum(x, 0, out=out)  # out=x: in place
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import accel
+from .. import accel, workspace
 from ..accel.threads import matmul
 from .activation import relu_backward
 from . import conv_gemm
@@ -41,10 +41,12 @@ def can_run(x, w, b, g: Geom, groups, padding_mode):
             and padding_mode == "zeros" and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
 
 
-def kernel_transform(w):
-    """U (16, O, C) = G g G^T of every 3x3 kernel of w (O, C, 3, 3)."""
+def kernel_transform(w, flipped=False):
+    """U (16, O, C) = G g G^T of every 3x3 kernel g of w (O, C, 3, 3); with ``flipped``, of the kernels turned
+    by 180 degrees (their taps in reverse order), as dx needs them."""
     o, c = w.shape[:2]
-    return matmul(KRON_G, w.reshape(o * c, 9).T).reshape(16, o, c)
+    u = workspace.empty((16, o * c), np.float32)  # (reused memory: no page faults on a fresh 16 MB every call)
+    return matmul(KRON_G[:, ::-1] if flipped else KRON_G, w.reshape(o * c, 9).T, out=u).reshape(16, o, c)
 
 
 def input_transform(x, pads, tiles_hw):
@@ -90,7 +92,7 @@ def _convolve(x, u, pads, out_hw, bias=None, relu=False):
     oh, ow = out_hw
     tiles_hw = (-(-oh // 2), -(-ow // 2))
     v = accel.kernels.winograd_input(np.ascontiguousarray(x), pads[0][0], pads[1][0], tiles_hw)  # (16, C, P)
-    m = matmul(u, v)  # 16 products (O, C) @ (C, P)
+    m = matmul(u, v, out=workspace.empty((16, u.shape[1], v.shape[2]), np.float32))  # 16 x (O, C) @ (C, P)
     return accel.kernels.winograd_output(m, x.shape[0], tiles_hw, out_hw, bias, relu)
 
 
@@ -119,8 +121,8 @@ def backward(dy, cache, need_dx=True):
         back_pads = ((2 - t, 2 - b), (2 - l, 2 - r))  # dx = dy (padded) convolved with the flipped kernels
         h, wd = x.shape[2:]
         if _finite(dy):
-            u_flipped = matmul(KRON_G[:, ::-1], w.reshape(-1, 9).T).reshape(16, *w.shape[:2]).transpose(0, 2, 1)
-            dx = _convolve(dy, u_flipped, back_pads, (h, wd))  # (16, C, O) kernels: C outputs from O inputs
+            u_flipped = kernel_transform(w, flipped=True).transpose(0, 2, 1)  # (16, C, O): C outputs from O inputs
+            dx = _convolve(dy, u_flipped, back_pads, (h, wd))
         else:
             w_flipped = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
             dx, _ = conv_gemm.forward(dy, w_flipped, None, Geom(3, 3, 1, 1, 1, 1, h, wd), back_pads, "zeros", 1,
