@@ -352,6 +352,7 @@ def test_conv2d_through_the_gpu_hooks(fake_gpu, monkeypatch, stride, padding, di
 @needs_cxx
 def test_chunked_conv_and_transpose_through_the_gpu_hooks(fake_gpu, monkeypatch, rng):
     monkeypatch.setattr(G, "COL_CHUNK_BYTES", 2000)  # several batch chunks through one reused buffer
+    monkeypatch.setattr(G, "MIN_BLOCK_COLUMNS", 1)
     x, w, dy = rand(rng, (5, 2, 7, 7)), rand(rng, (3, 2, 3, 3)), rand(rng, (5, 3, 7, 7))
     y, cache = C.conv2d_forward(x, w, None, 1, 1)
     dx, dw, _ = C.conv2d_backward(dy, cache)
