@@ -420,7 +420,8 @@ def main(argv=None):
     ap.add_argument("--peers-native", action="store_true",
                     help="with CONVNP_ISA=avx2: leave PyTorch and NumPy's BLAS on the CPU's widest vectors")
     args = ap.parse_args(argv)
-    _emulate_avx2_machine(sys.argv[1:] if argv is None else list(argv), args.peers_native)
+    if argv is None:  # from the command line (a test calling main() must not have its process replaced)
+        _emulate_avx2_machine(sys.argv[1:], args.peers_native)
     import torch
     from convnp import accel
     torch.set_num_threads(args.threads)

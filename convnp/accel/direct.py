@@ -136,8 +136,8 @@ def num_threads() -> int:
     OpenBLAS's worker threads are still spinning after a matrix product (about 0.1 s), a second kernel thread
     finds its core busy: in a ResNet-20 training step (strided convs on BLAS, the rest here) two kernel threads
     were ~4% slower than one, and running the whole step under :func:`convnp.accel.threads.kernel_threads`
-    (BLAS on one thread) faster still, which is what ``Sequential`` and ``ResNet`` do for models made (mostly)
-    of direct-kernel layers.
+    (BLAS on one thread) faster still: ``convnp.accel.threads.step_threads`` times both settings on a model's
+    first steps and keeps the faster.
     """
     if _state["threads"] is None:
         env = os.environ.get("CONVNP_NUM_THREADS", "").strip()

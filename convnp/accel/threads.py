@@ -3,7 +3,8 @@
 OpenBLAS's worker threads keep spinning on their cores for a while after every matrix product (its
 ``THREAD_TIMEOUT``, about 0.1 s by default), so a kernel thread that convnp starts right after one finds
 its core busy. :func:`kernel_threads` gives a block NumPy's BLAS on one thread and :mod:`convnp.accel.direct`
-splitting each call over all cores. :func:`step_threads` decides per training step or inference batch, from
+splitting each call over all cores; there :func:`matmul` cuts large matrix products into one-thread BLAS calls
+on the same cores. :func:`step_threads` decides per training step or inference batch, from
 timings of the first steps in each setting, and ``convnp.train`` wraps its steps in it: the layers in ``convnp.nn`` know nothing of threads. Measurements are in
 docs/performance.md. It needs threadpoolctl (``pip install "convnp[fast]"``) to reach NumPy's BLAS; without
 it, or with ``CONVNP_NUM_THREADS`` set, nothing changes.
