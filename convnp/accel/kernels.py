@@ -70,18 +70,12 @@ def relu_backward(dy, ref):
     """dy where ref > 0, else 0 (ref is the ReLU's input or output). Shape: like dy."""
     out = workspace.empty(dy.shape, dy.dtype)
     fn, a, b, o = _fn("convnp_relu_backward"), dy.ctypes.data, ref.ctypes.data, out.ctypes.data
-    run_split(dy.size, lambda s, e, _: fn(a + 4 * s, b + 4 * s, e - s, o + 4 * s), _copy_threads(dy.size))
+    run_split(dy.size, lambda s, e, _: fn(a + 4 * s, b + 4 * s, e - s, o + 4 * s), threads.pass_threads(dy.size))
     return out
 
 
 def _threads_for(size):
     return None if size >= 1 << 16 else 1  # small arrays: one thread (starting others costs more)
-
-
-def _copy_threads(size):
-    """Threads for a copy: all when BLAS is on one thread (threads.kernel_threads), else one (OpenBLAS's workers
-    spin on the other cores after each GEMM), and one for small arrays."""
-    return _threads_for(size) if threads.blas_limited() else 1
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -119,7 +113,7 @@ def col2im_wide(col, out, g):
     n, c, hp1, wp = out.shape
     fn, ca, oa = _fn("convnp_col2im_wide"), col.ctypes.data, out.ctypes.data
     run_split(c, lambda c0, c1, _: fn(ca, n, c, c0, c1, g.kh, g.kw, g.dh, g.dw, wp, g.oh * wp, hp1 * wp, oa),
-              _copy_threads(out.size))
+              threads.pass_threads(out.size))
     return out
 
 
@@ -142,7 +136,7 @@ def gemm_to_nchw(y2, n, oh, bias, out):
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
     fn, ya, oa = _fn("convnp_gemm_to_nchw"), y2.ctypes.data, out.ctypes.data
     ba = None if bias is None else bias.ctypes.data
-    run_split(n, lambda n0, n1, _: fn(ya, ba, n, n0, n1, o, oh, ow, wg, oa), _copy_threads(out.size))
+    run_split(n, lambda n0, n1, _: fn(ya, ba, n, n0, n1, o, oh, ow, wg, oa), threads.pass_threads(out.size))
     return out
 
 
@@ -152,7 +146,7 @@ def nchw_to_gemm(dy, wg):
     n, o, oh, ow = dy.shape
     out = workspace.empty((o, n, oh, wg), dy.dtype)
     fn, da, oa = _fn("convnp_nchw_to_gemm"), dy.ctypes.data, out.ctypes.data
-    run_split(o, lambda o0, o1, _: fn(da, n, o, o0, o1, oh, ow, wg, oa), _copy_threads(out.size))
+    run_split(o, lambda o0, o1, _: fn(da, n, o, o0, o1, oh, ow, wg, oa), threads.pass_threads(out.size))
     return out.reshape(o, n * oh * wg)
 
 

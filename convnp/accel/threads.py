@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import threading
 import time
 import weakref
 
 import numpy as np
+
+from ..backend import get_array_module
 
 _lock = threading.Lock()
 _state = {"controller": None, "looked": False, "active": 0, "limited": 0}
@@ -84,8 +87,17 @@ def blas_limited() -> bool:
     return _state["limited"] > 0
 
 
+#: memory-bound passes (copies, ReLU) over fewer elements than this run on one thread (starting others costs more)
+PASS_MIN_SIZE = 1 << 16
 #: products below this many multiply-adds run as one call (handing a block to a thread costs ~20-50 us)
 SPLIT_MACS = 1e6
+
+
+def pass_threads(size) -> int | None:
+    """Threads for a memory-bound pass over ``size`` elements, as ``direct.run_split`` takes them: every core
+    (None) inside :func:`kernel_threads`, where BLAS is on one thread, else one (OpenBLAS's workers spin on the
+    other cores after each GEMM), and one for small arrays."""
+    return None if _state["limited"] and size >= PASS_MIN_SIZE else 1
 
 
 def matmul(a, b, out=None):
@@ -99,20 +111,19 @@ def matmul(a, b, out=None):
     (512x4608 @ 4608x392) took 7.1 ms this way, 13.5 ms on one thread, 7.1 ms on OpenBLAS's 2 threads; the
     16 Winograd products of a 64-channel 32x32 layer (batch 64) 19 ms by index, 29 ms by rows. Each output
     element is one BLAS dot product either way: the blocks change speed, not the numbers beyond BLAS's own
-    blocking. Anywhere else (CuPy arrays, BLAS on its own
-    threads, small products) it is ``matmul(a, b, out=out)``.
+    blocking. Anywhere else (CuPy arrays, BLAS on its own threads, small products) it is
+    ``matmul(a, b, out=out)``.
     """
     if not (_state["limited"] and type(a) is np.ndarray and type(b) is np.ndarray) or a.ndim < 2 or b.ndim < 2:
-        return (np if type(a) is np.ndarray else _xp(a)).matmul(a, b, out=out)
+        return get_array_module(a).matmul(a, b, out=out)
     from . import direct
     workers = direct.num_threads()
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = max(1, int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64)))
-    if workers < 2 or batch * m * k * n < SPLIT_MACS or max(m, n) < 2 * workers:
+    stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if workers < 2 or math.prod(stack) * m * k * n < SPLIT_MACS or max(m, n) < 2 * workers:
         return np.matmul(a, b, out=out)
     if out is None:
-        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
-        out = np.empty(shape, np.result_type(a, b))
+        out = np.empty(stack + (m, n), np.result_type(a, b))
     stacked = out.ndim == 3 and out.shape[0] >= workers  # whole products per thread: a stack is cut by index
     rows = m >= n or m >= 8 * workers  # else row blocks (a's slices stay contiguous), columns when few rows
     size = out.shape[0] if stacked else m if rows else n
@@ -131,11 +142,6 @@ def matmul(a, b, out=None):
             np.matmul(a, b[..., lo:hi], out=out[..., lo:hi])
     direct.run_split(workers, block, workers)
     return out
-
-
-def _xp(a):
-    from ..backend import get_array_module
-    return get_array_module(a)
 
 
 def _can_switch(x) -> bool:

@@ -31,10 +31,10 @@ def relu(x, out=None):
     xp = get_array_module(x)
     if out is None and type(x) is np.ndarray:  # large outputs reuse freed memory (convnp.workspace)
         out = workspace.empty(x.shape, x.dtype)
-    if xp is np and accel.threads.blas_limited() and x.size >= 1 << 18 and x.flags.c_contiguous \
-            and out.flags.c_contiguous:  # the cores are convnp's (BLAS on one thread): slices on each
+    threads = accel.threads.pass_threads(x.size) if xp is np else 1
+    if threads != 1 and x.flags.c_contiguous and out.flags.c_contiguous:  # BLAS on one thread: slices per core
         flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-        accel.direct.run_split(x.size, lambda s, e, _: np.maximum(flat_x[s:e], 0, out=flat_out[s:e]))
+        accel.direct.run_split(x.size, lambda s, e, _: np.maximum(flat_x[s:e], 0, out=flat_out[s:e]), threads)
         return out
     return xp.maximum(x, 0, out=out)  # out=x: in place
 

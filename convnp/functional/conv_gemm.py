@@ -192,10 +192,8 @@ def _im2col_wide(xpad1, g: _Geom, buf=None):
             for j in range(g.kw):
                 off = i * g.dh * wp + j * g.dw
                 col[c0:c1, i, j] = xt[c0:c1, :, off:off + lw]  # (C, N, OH*Wp)
-    if xp is np and accel.threads.blas_limited() and col.size >= 1 << 16:
-        accel.direct.run_split(c, copy)  # BLAS on one thread: the copies on every core (NumPy's release the GIL)
-    else:
-        copy(0, c, 0)
+    threads = accel.threads.pass_threads(col.size) if xp is np else 1  # (NumPy's copies release the GIL)
+    accel.direct.run_split(c, copy, threads)
     return col.reshape(k, n * lw)
 
 
@@ -219,7 +217,6 @@ def _col2im_wide(col, padded1_shape, g: _Geom, out=None):
 
 def _gemm_w_col(w, col, groups, out=None):
     """y = W @ col per group, one GEMM for the batch: w (O, Cg, kh, kw), col (K, M) -> (O, M) (into ``out``)."""
-    xp = get_array_module(col)
     o = w.shape[0]
     k, m = col.shape
     if groups == 1:
@@ -252,11 +249,10 @@ def _gemm_dy_colt(dy2, col, groups, acc=None):
     The transposed product is the fast one: with O = 16-32 filters, OpenBLAS runs ``col @ dy^T`` (a tall
     K x O result) 1.6-2.5x faster than ``dy @ col^T``. :func:`_dw_from_acc` turns the sum into dW.
     """
-    xp = get_array_module(dy2)
     o, m = dy2.shape
     k = col.shape[0]
     part = matmul(col.reshape(groups, k // groups, m),
-                     dy2.reshape(groups, o // groups, m).transpose(0, 2, 1))  # (G, Kg, M) @ (G, M, Og)
+                  dy2.reshape(groups, o // groups, m).transpose(0, 2, 1))  # (G, Kg, M) @ (G, M, Og)
     if acc is None:
         return part
     acc += part
@@ -301,7 +297,6 @@ def _nchw_to_gemm(dy, wg):
 # per-sample helpers: the 1x1 stride-1 convolution, whose patches are the input itself (no copy)
 def _matmul_w_col(w, col, groups, out=None):
     """y = W @ col per group: w (O, Cg, kh, kw), col (N, C*kh*kw, L) -> (N, O, L) (written into ``out``)."""
-    xp = get_array_module(col)
     o = w.shape[0]
     n, k, l = col.shape
     if groups == 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...accel.threads import matmul  # (a @ b, on every core also when BLAS is on one thread)
-from ...backend import get_array_module, make_rng
+from ...backend import make_rng
 from .. import init as initializers
 from ..module import Module
 from ..parameter import Parameter
