@@ -311,21 +311,28 @@ def _mpiexec():
     return exe
 
 
-def run_mpi(script, *args, n=2, timeout=180):
-    """Run ``python tests/mpi/<script> args`` on ``n`` ranks; returns (returncode, output).
-    The whole process group is killed after ``timeout`` seconds, so a hang fails instead of blocking CI."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+def run_mpiexec(args, timeout, what):
+    """Run ``mpiexec args`` (launcher variables of an outer MPI run removed, convnp on PYTHONPATH); returns
+    (returncode, output). The whole process group is killed after ``timeout`` seconds, so a hang fails (naming
+    ``what``) instead of blocking CI."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in LAUNCH_VARS and not k.startswith(("PMI_", "OMPI_", "MPI_LOCALNRANKS"))}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [_mpiexec(), "-n", str(n), sys.executable, str(MPI_DIR / script), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=str(ROOT), start_new_session=True)
+    proc = subprocess.Popen([_mpiexec(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=str(ROOT), start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        pytest.fail(f"{script} {' '.join(args)} did not finish in {timeout} s (hang?):\n{out[-3000:]}")
+        pytest.fail(f"{what} did not finish in {timeout} s (hang?):\n{out[-3000:]}")
     return proc.returncode, out
+
+
+def run_mpi(script, *args, n=2, timeout=180):
+    """Run ``python tests/mpi/<script> args`` on ``n`` ranks (:func:`run_mpiexec`); returns (returncode, output)."""
+    return run_mpiexec(["-n", str(n), sys.executable, str(MPI_DIR / script), *args], timeout,
+                       f"{script} {' '.join(args)}")
 
 
 def test_mpi_collectives_sampler_syncbn_and_data_parallel_equivalence():

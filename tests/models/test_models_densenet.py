@@ -8,6 +8,7 @@ from convnp.gradcheck import check_module_gradients
 from convnp.models.densenet import DenseBlock, densenet
 
 torch = pytest.importorskip("torch")
+from torch_oracle import assert_matches_torch  # noqa: E402
 from zoo_torch_refs import TDenseNet, as_np, copy_into, randomize_bn  # noqa: E402
 
 
@@ -41,16 +42,7 @@ def test_small_densenet_matches_torch_eval_and_train():
     np.testing.assert_allclose(ours.eval()(x), as_np(ref.eval()(torch.from_numpy(x))), rtol=1e-9, atol=1e-10)
     ref.train()
     ours.train()
-    xt = torch.from_numpy(x).requires_grad_(True)
-    yt = ref(xt)
-    y = ours(x)
-    np.testing.assert_allclose(y, as_np(yt), rtol=1e-8, atol=1e-9)
-    g = np.random.default_rng(1).standard_normal(y.shape)
-    yt.backward(torch.from_numpy(g))
-    np.testing.assert_allclose(ours.backward(g), as_np(xt.grad), rtol=1e-7, atol=1e-9)
-    grads = dict(ref.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, as_np(grads[name].grad), rtol=1e-7, atol=1e-9, err_msg=name)
+    assert_matches_torch(ours, ref, x, rtol=1e-8, atol=1e-9, param_rtol=1e-7, seed=1)
 
 
 def test_densenet121_float32_matches_torch(d121):

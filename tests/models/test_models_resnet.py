@@ -9,6 +9,7 @@ from convnp.gradcheck import check_module_gradients
 from convnp.models.resnet import BasicBlock, Bottleneck, PreActBlock, ResNet, ZeroPadShortcut
 
 torch = pytest.importorskip("torch")
+from torch_oracle import assert_matches_torch  # noqa: E402
 from zoo_torch_refs import TResNet, as_np, copy_into, randomize_bn  # noqa: E402
 
 PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032}
@@ -63,18 +64,8 @@ def test_matches_torch_eval_and_train(block, layers, widths, stem, shortcut):
     # train mode: batch statistics, and the running statistics move the same way; gradients agree
     ref.train()
     ours.train()
-    xt = torch.from_numpy(x).requires_grad_(True)
-    yt = ref(xt)
-    y = ours(x)
-    np.testing.assert_allclose(y, as_np(yt), rtol=1e-8, atol=1e-9)
-    g = np.random.default_rng(2).standard_normal(y.shape)
-    yt.backward(torch.from_numpy(g))
     ours.zero_grad()
-    dx = ours.backward(g)
-    np.testing.assert_allclose(dx, as_np(xt.grad), rtol=1e-7, atol=1e-9)
-    grads = dict(ref.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, as_np(grads[name].grad), rtol=1e-7, atol=1e-9, err_msg=name)
+    assert_matches_torch(ours, ref, x, rtol=1e-8, atol=1e-9, param_rtol=1e-7, seed=2)
     ref_state = ref.state_dict()
     for name, value in ours.state_dict().items():
         if "running" in name:
