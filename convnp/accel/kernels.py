@@ -9,6 +9,7 @@ kernel               computes                                             NumPy 
 relu_backward        dx = dy where ref > 0, else 0                        activation.relu_backward
 max_pool2d           2x2 or 3x3 windows: y = window max, and the flat     pooling.max_pool2d_forward
                      index of its first max (row-major), -1 with a NaN
+                     (the -inf padding read, not copied)
 max_pool2d_backward  dx[argmax cell] += dy                                pooling.max_pool2d_backward
 col2im_wide          out[n, c, i*dh*Wp + j*dw + q] += col[c, i, j, n, q]  conv_gemm._col2im_wide
 col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[n, c, i,   conv_gemm._col2im
@@ -16,7 +17,8 @@ col2im               x[n, c, oh*sh + i*dh, ow*sw + j*dw] += col[n, c, i,   conv_
 gemm_to_nchw         out[n, o, r, q] = y2[o, n, r, q] (+ bias[o])         conv_gemm._gemm_to_nchw
 nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv_gemm._nchw_to_gemm
 batch_norm_*         batch norm forward (train, eval) and backward         normalization.batch_norm_*
-                     (train), per channel in 2-3 passes
+                     (train), per channel in 2-3 passes; eval with a
+                     fused residual add and ReLU                          normalization.batch_norm_inference
 winograd_input       V = B^T d B of every 4x4 input tile (winograd.c)     conv_winograd.input_transform
 winograd_output      y = A^T M A of every tile, + bias, fused ReLU         conv_winograd.output_transform
 ===================  ===================================================  ==================================
@@ -42,14 +44,14 @@ from .direct import library, run_split
 _p, _i = ctypes.c_void_p, ctypes.c_long
 _SIGNATURES = {
     "convnp_relu_backward": [_p, _p, _i, _p],
-    "convnp_max_pool": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _p, _p],
+    "convnp_max_pool": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p, _p],
     "convnp_max_pool_backward": [_p, _p, _i, _i, _i, _p],
     "convnp_gemm_to_nchw": [_p, _p, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_nchw_to_gemm": [_p, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_col2im_wide": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_col2im_nc": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_bn_forward_train": [_p, _i, _i, _i, _i, _i, _p, _p, ctypes.c_float, _p, _p, _p, _p, _p],
-    "convnp_bn_forward_eval": [_p, _i, _i, _i, _i, _i, _p, _p, _p],
+    "convnp_bn_forward_eval": [_p, _i, _i, _i, _i, _i, _p, _p, _p, ctypes.c_int, _p],
     "convnp_bn_backward_train": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _p, _p, _p],
     "convnp_winograd_input": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_winograd_output": [_p, _i, _i, _i, _i, _i, _i, _p, ctypes.c_int, _i, _i, _p],
@@ -79,19 +81,22 @@ def _threads_for(size):
 
 
 # ----------------------------------------------------------------------------- max pooling
-def max_pool2d(xpad, out_hw, k, s):
-    """2x2 or 3x3 max pool of a padded (N, C, Hp, Wp) array, any stride: (y (N, C, OH, OW), flat argmax
-    int32 (N, C, OH, OW)) where the argmax is row * Wp + col inside the padded plane."""
+def max_pool2d(x, pads, out_hw, k, s):
+    """2x2 or 3x3 max pool of (N, C, H, W) as if padded with -inf by ``pads`` ((top, bottom), (left, right)),
+    any stride, no padded copy: (y (N, C, OH, OW), flat argmax int32 (N, C, OH, OW)) where the argmax is
+    row * Wp + col inside the padded plane (Wp = left + W + right), -1 for a window holding a NaN."""
     if tuple(k) not in POOL_WINDOWS:
         raise ValueError(f"accel.kernels.max_pool2d: only 2x2 and 3x3 windows, got {tuple(k)}")
-    xpad = np.ascontiguousarray(xpad)
-    n, c, hp, wp = xpad.shape
+    x = np.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    (top, bottom), (left, right) = pads
     oh, ow = out_hw
-    y = workspace.empty((n, c, oh, ow), xpad.dtype)
+    y = workspace.empty((n, c, oh, ow), x.dtype)
     arg = workspace.empty(y.shape, np.int32)
-    fn, xa, ya, aa = _fn("convnp_max_pool"), xpad.ctypes.data, y.ctypes.data, arg.ctypes.data
-    run_split(n * c, lambda a, b, _: fn(xa + a * hp * wp * 4, b - a, hp, wp, k[0], s[0], s[1], oh, ow,
-                                        ya + a * oh * ow * 4, aa + a * oh * ow * 4), _threads_for(xpad.size))
+    fn, xa, ya, aa = _fn("convnp_max_pool"), x.ctypes.data, y.ctypes.data, arg.ctypes.data
+    hp, wp = top + h + bottom, left + w + right
+    run_split(n * c, lambda a, b, _: fn(xa + a * h * w * 4, b - a, h, w, top, left, hp, wp, k[0], s[0], s[1], oh, ow,
+                                        ya + a * oh * ow * 4, aa + a * oh * ow * 4), _threads_for(x.size))
     return y, arg
 
 
@@ -169,15 +174,16 @@ def batch_norm_forward_train(x, weight, bias, eps):
     return y, xc, mean, var, inv_std
 
 
-def batch_norm_forward_eval(x, scale, shift):
-    """y = x * scale + shift per channel of the C-contiguous x (N, C, ...) (float32; scale, shift (C,))."""
+def batch_norm_forward_eval(x, scale, shift, add=None, relu=False):
+    """y = x * scale + shift per channel of the C-contiguous x (N, C, ...) (float32; scale, shift (C,)), plus
+    ``add`` (C-contiguous float32, x's shape) when given, then max(y, 0) with ``relu`` (NaN kept): one pass."""
     n, c = x.shape[:2]
     l = x.size // (n * c)
-    y = np.empty_like(x)
+    y = workspace.empty(x.shape, np.float32)
     scale, shift = _f32(scale), _f32(shift)
-    fn = _fn("convnp_bn_forward_eval")
-    run_split(c, lambda c0, c1, _: fn(x.ctypes.data, n, c, l, c0, c1, scale.ctypes.data, shift.ctypes.data,
-                                            y.ctypes.data))
+    fn, xa, ya = _fn("convnp_bn_forward_eval"), x.ctypes.data, y.ctypes.data
+    aa = None if add is None else add.ctypes.data
+    run_split(c, lambda c0, c1, _: fn(xa, n, c, l, c0, c1, scale.ctypes.data, shift.ctypes.data, aa, int(relu), ya))
     return y
 
 

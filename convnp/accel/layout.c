@@ -16,6 +16,7 @@
  *                       r, q]
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "isa.h"
@@ -83,8 +84,8 @@ pool_planes(const float *x, long planes, long hp, long wp, const long k, long sh
     }
 }
 
-void convnp_max_pool(const float *x, long planes, long hp, long wp, long k, long sh, long sw, long oh, long ow,
-                     float *y, int *arg)
+static void pool_dispatch(const float *x, long planes, long hp, long wp, long k, long sh, long sw, long oh, long ow,
+                          float *y, int *arg)
 {
     if (k == 2)
         pool_planes(x, planes, hp, wp, 2, sh, sw, oh, ow, y, arg);
@@ -92,6 +93,34 @@ void convnp_max_pool(const float *x, long planes, long hp, long wp, long k, long
         pool_planes(x, planes, hp, wp, 3, sh, sw, oh, ow, y, arg);
     else
         pool_planes(x, planes, hp, wp, k, sh, sw, oh, ow, y, arg);
+}
+
+/* max pool of planes (h, w) padded with -inf (``top``/``left`` before, to (hp, wp) after): one plane at a time
+   is padded into a small buffer that stays in the cache (no padded copy of the whole input); the argmax is
+   row * wp + col in the padded plane */
+void convnp_max_pool(const float *x, long planes, long h, long w, long top, long left, long hp, long wp, long k,
+                     long sh, long sw, long oh, long ow, float *y, int *arg)
+{
+    if (top == 0 && left == 0 && hp == h && wp == w) {
+        pool_dispatch(x, planes, h, w, k, sh, sw, oh, ow, y, arg);
+        return;
+    }
+    float *buf = malloc(hp * wp * sizeof(float));
+    if (!buf) { /* no memory for one plane: every output NaN, argmax -1 (never reached in practice) */
+        for (long i = 0; i < planes * oh * ow; i++) {
+            y[i] = NAN;
+            arg[i] = -1;
+        }
+        return;
+    }
+    for (long i = 0; i < hp * wp; i++)
+        buf[i] = -INFINITY;
+    for (long p = 0; p < planes; p++) {
+        for (long r = 0; r < h; r++)
+            memcpy(buf + (top + r) * wp + left, x + (p * h + r) * w, w * sizeof(float));
+        pool_dispatch(buf, 1, hp, wp, k, sh, sw, oh, ow, y + p * oh * ow, arg + p * oh * ow);
+    }
+    free(buf);
 }
 
 void convnp_max_pool_backward(const float *dy, const int *arg, long planes, long outputs, long plane, float *dx)
@@ -210,16 +239,32 @@ void convnp_bn_forward_train(const float *x, long n_n, long c_n, long l, long c0
     }
 }
 
+/* y = x * scale[c] + shift[c] (+ add, the same shape as x) (then max(., 0), NaN kept: v < 0 is false for NaN) */
 void convnp_bn_forward_eval(const float *x, long n_n, long c_n, long l, long c0, long c1, const float *scale,
-                            const float *shift, float *y)
+                            const float *shift, const float *add, int relu, float *y)
 {
     for (long c = c0; c < c1; c++)
         for (long n = 0; n < n_n; n++) {
-            const float *xr = x + (n * c_n + c) * l;
-            float *yr = y + (n * c_n + c) * l;
+            const long at = (n * c_n + c) * l;
+            const float *xr = x + at, *ar = add ? add + at : 0;
+            float *yr = y + at;
             const float a = scale[c], b = shift[c];
-            for (long i = 0; i < l; i++)
-                yr[i] = xr[i] * a + b;
+            if (!ar && !relu)
+                for (long i = 0; i < l; i++)
+                    yr[i] = xr[i] * a + b;
+            else if (!ar)
+                for (long i = 0; i < l; i++) {
+                    const float v = xr[i] * a + b;
+                    yr[i] = v < 0.0f ? 0.0f : v;
+                }
+            else if (!relu)
+                for (long i = 0; i < l; i++)
+                    yr[i] = (xr[i] * a + b) + ar[i];
+            else
+                for (long i = 0; i < l; i++) {
+                    const float v = (xr[i] * a + b) + ar[i];
+                    yr[i] = v < 0.0f ? 0.0f : v;
+                }
         }
 }
 

@@ -24,7 +24,7 @@ import numpy as np
 from .. import accel
 from ..backend import get_array_module, is_grad_enabled
 
-__all__ = ["batch_norm_forward", "batch_norm_backward", "update_running_stats",
+__all__ = ["batch_norm_forward", "batch_norm_backward", "batch_norm_inference", "update_running_stats",
            "local_response_norm_forward", "local_response_norm_backward"]
 
 
@@ -100,16 +100,45 @@ def _in_c(x, *params) -> bool:
     return (x.ndim >= 2 and x.flags.c_contiguous and accel.enabled_for(x, *(p for p in params if p is not None)))
 
 
-def _forward_c(x, weight, bias, running_mean, running_var, training, eps, m):
-    """:func:`batch_norm_forward` in C (``convnp.accel.kernels``): same outputs, cache and statistics."""
-    if training:
-        y, xc, mean, var, inv_std = accel.kernels.batch_norm_forward_train(x, weight, bias, eps)
-        return y, (xc, inv_std, weight, True), (mean, var * np.float32(m / (m - 1)))
+def _eval_scale_shift(weight, bias, running_mean, running_var, eps):
+    """Eval mode as one affine map per channel, float32 (C,) each: (inv_std, scale, shift) with
+    y = x * scale + shift, scale = weight / sqrt(running_var + eps), shift = bias - running_mean * scale."""
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     inv_std = (1.0 / np.sqrt(running_var.astype(np.float32) + np.float32(eps))).astype(np.float32)
     scale = inv_std if weight is None else inv_std * weight
     shift = -running_mean.astype(np.float32) * scale + (0 if bias is None else bias)
+    return inv_std, scale, shift
+
+
+def batch_norm_inference(x, weight, bias, running_mean, running_var, eps=1e-5, add=None, relu=False):
+    """Eval-mode batch norm for inference, with what follows it in a ResNet fused in: y = bn(x) (+ add)
+    (then max(y, 0) with ``relu``). One pass over x in C (float32 NumPy arrays), no cache: nothing can run
+    backward through it (callers use it under ``no_grad()`` only).
+
+    Args: x (N, C, ...); weight, bias, running_mean, running_var (C,) (weight/bias may be None);
+        add: None or an array of x's shape (the residual); relu: apply a ReLU last (NaN stays NaN).
+    Returns: y, the shape of x. Example: ``batch_norm_inference(x, w, b, rm, rv, add=identity, relu=True)``.
+    """
+    if add is not None and add.shape != x.shape:
+        raise ValueError(f"batch_norm_inference: add has shape {tuple(add.shape)}, x has {tuple(x.shape)}")
+    if x.size and _in_c(x, weight, bias) and (add is None or _in_c(add)):
+        _, scale, shift = _eval_scale_shift(weight, bias, running_mean, running_var, eps)
+        return accel.kernels.batch_norm_forward_eval(x, scale, shift, add, relu)
+    y = batch_norm_forward(x, weight, bias, running_mean, running_var, training=False, eps=eps)[0]
+    if add is not None:
+        y = y + add
+    if relu:
+        y = get_array_module(y).maximum(y, 0)  # (NaN stays NaN)
+    return y
+
+
+def _forward_c(x, weight, bias, running_mean, running_var, training, eps, m):
+    """:func:`batch_norm_forward` in C (``convnp.accel.kernels``): same outputs, cache and statistics."""
+    if training:
+        y, xc, mean, var, inv_std = accel.kernels.batch_norm_forward_train(x, weight, bias, eps)
+        return y, (xc, inv_std, weight, True), (mean, var * np.float32(m / (m - 1)))
+    inv_std, scale, shift = _eval_scale_shift(weight, bias, running_mean, running_var, eps)
     y = accel.kernels.batch_norm_forward_eval(x, scale, shift)
     xc = None
     if is_grad_enabled():  # the backward's dweight needs x - running_mean

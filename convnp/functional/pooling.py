@@ -164,19 +164,20 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0, ceil_mode=False, d
     out_hw, pads, k, s, _ = pool_output_shape(x.shape[2:], pool_size, strides, padding, "max_pool2d",
                                               ceil_mode, dilation)
     d = pair(dilation, "dilation", "max_pool2d")
-    xpad = _pad(x, pads, -np.inf)
     kernels_fit = d == (1, 1) and x.size > 0  # dilated windows and empty batches take the loop below
+    if kernels_fit and k in accel.POOL_WINDOWS and accel.enabled_for(x):  # CPU: the compiled max + argmax
+        y, flat_argmax = accel.kernels.max_pool2d(x, pads, out_hw, k, s)  # (reads the padding, no copy)
+        cache = _KernelArgmaxCache((x, y, x.shape, out_hw, pads, k, s))
+        cache.unpadded = True
+        cache.flat_argmax = flat_argmax  # (N, C, OH, OW) int32: row * Wp + col in the padded plane
+        return y, cache
+    xpad = _pad(x, pads, -np.inf)
     if kernels_fit and get_array_module(x) is not np:  # GPU: convnp.cuda's one-pass max+argmax kernel
         found = cuda_ops.max_pool2d_forward(xpad, out_hw, k, s)
         if found is not None:
             cache = _KernelArgmaxCache((xpad, found[0], x.shape, out_hw, pads, k, s))
             cache.argmax = found[1]  # (N, C, OH, OW) int32, read by max_pool2d_backward
             return found[0], cache
-    if kernels_fit and k in accel.POOL_WINDOWS and accel.enabled_for(x):  # CPU: the compiled max + argmax
-        y, flat_argmax = accel.kernels.max_pool2d(xpad, out_hw, k, s)
-        cache = _KernelArgmaxCache((xpad, y, x.shape, out_hw, pads, k, s))
-        cache.flat_argmax = flat_argmax  # (N, C, OH, OW) int32: row * Wp + col in the padded plane
-        return y, cache
     win = _windows(xpad, out_hw, k, s, d)  # (N, C, OH, kh, OW, kw) view
     # an elementwise maximum over the kh*kw window offsets (strided slices) is ~20x faster than a
     # reduction over the window axes of the view, for overlapping and disjoint windows alike
@@ -192,18 +193,31 @@ def max_pool2d_forward(x, pool_size, strides=None, padding=0, ceil_mode=False, d
 
 
 class _KernelArgmaxCache(tuple):
-    """The max-pool cache tuple plus the argmax a kernel found (unpacks like the plain tuple): ``argmax``
-    (GPU: window index) or ``flat_argmax`` (CPU accel: index in the padded plane)."""
+    """The max-pool cache tuple (xpad, y, x_shape, out_hw, pads, k, s) plus the argmax a kernel found (unpacks
+    like the plain tuple): ``argmax`` (GPU: window index) or ``flat_argmax`` (CPU accel: index in the padded
+    plane). With ``unpadded`` the first item is the input itself (the CPU kernel reads the padding, so none
+    was made): :func:`_padded_input` pads it when a NumPy path needs the windows."""
     argmax = None
     flat_argmax = None
     dilation = (1, 1)
+    unpadded = False
+
+
+def _padded_input(cache):
+    """The -inf padded input of a max-pool forward: (N, C, top + H + bottom, left + W + right)."""
+    return _pad(cache[0], cache[4], -np.inf) if getattr(cache, "unpadded", False) else cache[0]
+
+
+def _padded_shape(cache):
+    (n, c, h, w), ((t, b), (l, r)) = cache[2], cache[4]
+    return n, c, t + h + b, l + w + r
 
 
 def max_pool2d_argmax(cache):
     """Flat index i*kw + j (row-major in the window) of the first maximum of every window: (N, C, OH, OW) int64."""
-    xpad, y, _, out_hw, _, k, s = cache
+    _, y, _, out_hw, _, k, s = cache
     xp = get_array_module(y)
-    win = _windows(xpad, out_hw, k, s, getattr(cache, "dilation", (1, 1)))
+    win = _windows(_padded_input(cache), out_hw, k, s, getattr(cache, "dilation", (1, 1)))
     idx = xp.full(y.shape, -1, dtype=xp.int64)
     for i in range(k[0]):
         for j in range(k[1]):
@@ -215,10 +229,10 @@ def max_pool2d_argmax(cache):
 def max_pool2d_backward(dy, cache):
     """dx of :func:`max_pool2d_forward`: each dy goes to the first maximum of its window; overlapping
     windows (stride < pool) add their contributions. Shape: (N, C, OH, OW) -> (N, C, H, W)."""
-    xpad, y, x_shape, out_hw, pads, k, s = cache
+    _, y, x_shape, out_hw, pads, k, s = cache
     flat_argmax = getattr(cache, "flat_argmax", None)
-    if flat_argmax is not None and accel.enabled_for(dy, xpad):  # CPU: the compiled scatter over the argmax
-        dxpad = accel.kernels.max_pool2d_backward(dy, flat_argmax, xpad.shape)
+    if flat_argmax is not None and accel.enabled_for(dy, cache[0]):  # CPU: the compiled scatter over the argmax
+        dxpad = accel.kernels.max_pool2d_backward(dy, flat_argmax, _padded_shape(cache))
         (t, _), (l, _) = pads
         return dxpad[:, :, t:t + x_shape[2], l:l + x_shape[3]]
     if getattr(cache, "argmax", None) is not None:  # GPU: gather kernel over the forward's argmax
@@ -227,6 +241,7 @@ def max_pool2d_backward(dy, cache):
             return dx
     xp = get_array_module(dy)
     d = getattr(cache, "dilation", (1, 1))
+    xpad = _padded_input(cache)
     win = _windows(xpad, out_hw, k, s, d)
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype)
     free = xp.ones(y.shape, dtype=bool)  # window has not given its gradient away yet (first max only)
@@ -251,7 +266,7 @@ def max_pool2d_backward(dy, cache):
 def max_pool2d_indices(cache):
     """PyTorch's ``return_indices``: flat index row * W + col of each maximum in its (unpadded) (N, C) plane,
     (N, C, OH, OW) int64, with row = oh*sh + (a // kw)*dh - top for window index a, col likewise."""
-    xpad, y, x_shape, out_hw, pads, k, s = cache
+    _, y, x_shape, out_hw, pads, k, s = cache
     d = getattr(cache, "dilation", (1, 1))
     xp = get_array_module(y)
     a = max_pool2d_argmax(cache)                                     # (N, C, OH, OW) index in the window

@@ -8,6 +8,7 @@ goes unchanged into both branches, and the input gradient is the sum of the two 
 from __future__ import annotations
 
 from .. import nn
+from ..nn import fusion
 from ..backend import get_array_module
 from ..nn.module import Module
 from ._zoo_utils import finish, seed_stream
@@ -56,10 +57,9 @@ class BasicBlock(Module):
         self.downsample = _shortcut(in_channels, channels * self.expansion, strides, shortcut, next(s))
 
     def forward(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = fusion.bn_add_relu(self.bn1, self.conv1(x), self.relu1)  # (one pass at inference: nn.fusion)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu2(out + identity)
+        return fusion.bn_add_relu(self.bn2, self.conv2(out), self.relu2, add=identity)
 
     def backward(self, dy):
         g = self.relu2.backward(dy)  # gradient of the sum, shared by both branches
@@ -95,11 +95,10 @@ class Bottleneck(Module):
         self.downsample = _shortcut(in_channels, channels * 4, strides, shortcut, next(s))
 
     def forward(self, x):
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        out = fusion.bn_add_relu(self.bn1, self.conv1(x), self.relu1)  # (one pass at inference: nn.fusion)
+        out = fusion.bn_add_relu(self.bn2, self.conv2(out), self.relu2)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu3(out + identity)
+        return fusion.bn_add_relu(self.bn3, self.conv3(out), self.relu3, add=identity)
 
     def backward(self, dy):
         g = self.relu3.backward(dy)
@@ -140,9 +139,9 @@ class PreActBlock(Module):
             self.downsample = None
 
     def forward(self, x):
-        a = self.relu1(self.bn1(x))
+        a = fusion.bn_add_relu(self.bn1, x, self.relu1)  # (one pass at inference: nn.fusion)
         identity = x if self.downsample is None else self.downsample(a)
-        out = self.conv2(self.relu2(self.bn2(self.conv1(a))))
+        out = self.conv2(fusion.bn_add_relu(self.bn2, self.conv1(a), self.relu2))
         return out + identity
 
     def backward(self, dy):
@@ -254,9 +253,8 @@ class ResNet(Module):
 
     def forward(self, x):
         self.check_input(x, 4, self.conv1.in_channels)
-        for layer in self._modules.values():  # in assignment order: stem, layer1..layerK, head
-            x = layer(x)
-        return x
+        # in assignment order: stem, layer1..layerK, head (the stem's bn + relu one pass at inference)
+        return fusion.run_chain(self._modules.values(), x)
 
     def backward(self, dy):
         for layer in reversed(list(self._modules.values())):

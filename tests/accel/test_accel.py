@@ -103,6 +103,27 @@ def test_max_pool_kernels_equal_numpy_path_with_ties(k, s, p, dtype):
     assert dx.shape == x.shape
 
 
+@pytest.mark.parametrize("k,s,p", [(3, 2, 1), (2, 2, 1), (3, 1, "same")])
+def test_max_pool_kernel_reads_the_padding_as_minus_inf_without_a_copy(k, s, p):
+    """The kernel pads one plane at a time: windows over -inf inputs and padding, argmax and indices as NumPy's."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(-1, 2, size=(2, 3, 7, 8)).astype(np.float32)
+    x[0, 0] = -np.inf  # every window all -inf, padding included: the first cell (maybe padding) is the argmax
+    x[1, 2, :, 0] = -np.inf
+    dy = rng.standard_normal(P.max_pool2d_forward(x, k, s, p)[0].shape).astype(np.float32)
+
+    def run():
+        y, cache = P.max_pool2d_forward(x, k, s, p)
+        return y, P.max_pool2d_backward(dy, cache), P.max_pool2d_indices(cache), P.max_pool2d_argmax(cache)
+
+    (y, dx, indices, argmax), (y_ref, dx_ref, indices_ref, argmax_ref) = both_ways(run)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(indices, indices_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    assert_same(dx, dx_ref, np.float32)  # (overlapping windows add in another order)
+    assert np.isneginf(y[0, 0]).all() and dx.shape == x.shape
+
+
 @pytest.mark.parametrize("k", [2, 3])
 def test_max_pool_nan_window_gives_nan_and_no_gradient_both_ways(k):
     x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
@@ -192,7 +213,7 @@ def test_importing_convnp_loads_no_second_toolchain():
 def test_max_pool_kernel_refuses_windows_it_has_no_code_for():
     x = np.zeros((1, 1, 8, 8), np.float32)
     with pytest.raises(ValueError, match=r"only 2x2 and 3x3 windows, got \(4, 4\)"):
-        accel.kernels.max_pool2d(x, (2, 2), (4, 4), (4, 4))
+        accel.kernels.max_pool2d(x, ((0, 0), (0, 0)), (2, 2), (4, 4), (4, 4))
     y, _ = P.max_pool2d_forward(x + np.arange(64, dtype=np.float32).reshape(1, 1, 8, 8), 4)  # NumPy path instead
     np.testing.assert_array_equal(y[0, 0], [[27, 31], [59, 63]])
 

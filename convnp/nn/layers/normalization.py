@@ -61,11 +61,14 @@ class _BatchNorm(Module):
             self.running_var = np.ones(c, np.float32)
             self.num_batches_tracked = np.array(0, np.int64)
 
-    def forward(self, x):
+    def _check_input(self, x):
         self._check(x.shape)
         if x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}: expected {self.num_features} input channels, got "
                              f"{x.shape[1]} (input shape {tuple(x.shape)})")
+
+    def forward(self, x):
+        self._check_input(x)
         w = self.weight.data if self.weight is not None else None
         b = self.bias.data if self.bias is not None else None
         batch_stats = self.training or not self.track_running_stats  # no running stats: always the batch's
@@ -82,6 +85,15 @@ class _BatchNorm(Module):
                 self.running_var = rv
         self._save_cache(cache)
         return y
+
+    def inference(self, x, add=None, relu=False):
+        """Eval-mode output with the residual ``add`` and a ReLU fused in (one pass, no cache): what
+        ``relu(self(x) + add)`` gives in eval mode under ``no_grad()``; see :mod:`convnp.nn.fusion`."""
+        self._check_input(x)
+        w = self.weight.data if self.weight is not None else None
+        b = self.bias.data if self.bias is not None else None
+        self._save_cache(None)
+        return N.batch_norm_inference(x, w, b, self.running_mean, self.running_var, self.eps, add, relu)
 
     def backward(self, dy):
         dx, dw, db = N.batch_norm_backward(dy, self._get_cache())

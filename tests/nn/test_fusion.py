@@ -1,0 +1,118 @@
+"""Inference fusion (convnp.nn.fusion): batch norm + residual add + ReLU in one pass, only where nothing can tell."""
+import numpy as np
+import pytest
+
+import convnp
+from convnp import nn
+from convnp.functional import normalization as N
+from convnp.models.resnet import BasicBlock, Bottleneck, PreActBlock
+from convnp.nn import fusion
+
+
+def _trained_stats(model, rng):
+    """Give every batch norm non-trivial running statistics and affine parameters."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2D):
+            c = m.num_features
+            m.running_mean = rng.standard_normal(c).astype(np.float32)
+            m.running_var = rng.uniform(0.5, 2.0, c).astype(np.float32)
+            m.weight.data[...] = rng.uniform(0.5, 1.5, c)
+            m.bias.data[...] = rng.standard_normal(c)
+    return model
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_add", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_inference_is_bn_then_add_then_relu(dtype, with_add, relu):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 6, 7)).astype(dtype)
+    add = rng.standard_normal(x.shape).astype(dtype) if with_add else None
+    w, b = rng.uniform(0.5, 1.5, 5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    rm, rv = rng.standard_normal(5).astype(dtype), rng.uniform(0.5, 2, 5).astype(dtype)
+    expect = (x - rm.reshape(1, 5, 1, 1)) / np.sqrt(rv.reshape(1, 5, 1, 1) + 1e-5) * w.reshape(1, 5, 1, 1) \
+        + b.reshape(1, 5, 1, 1)
+    if with_add:
+        expect = expect + add
+    if relu:
+        expect = np.maximum(expect, 0)
+    got = N.batch_norm_inference(x, w, b, rm, rv, 1e-5, add=add, relu=relu)
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+    assert got.shape == x.shape
+
+
+def test_batch_norm_inference_keeps_nan_and_checks_the_residual_shape():
+    x = np.ones((2, 3, 4, 4), np.float32)
+    x[0, 1, 2, 3] = np.nan
+    add = np.zeros_like(x)
+    add[1, 2, 0, 0] = np.nan
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    y = N.batch_norm_inference(x, ones, zeros, zeros, ones, add=add, relu=True)
+    assert np.isnan(y[0, 1, 2, 3]) and np.isnan(y[1, 2, 0, 0]) and np.isnan(y).sum() == 2
+    with pytest.raises(ValueError, match=r"add has shape \(2, 3, 4, 3\)"):
+        N.batch_norm_inference(x, ones, zeros, zeros, ones, add=add[..., :3])
+
+
+@pytest.mark.parametrize("block", [lambda: BasicBlock(8, 16, strides=2, seed=1), lambda: BasicBlock(8, 8, seed=1),
+                                   lambda: Bottleneck(16, 4, seed=2), lambda: PreActBlock(8, 16, strides=2, seed=3)])
+def test_fused_blocks_equal_the_layer_by_layer_output(block):
+    rng = np.random.default_rng(1)
+    model = _trained_stats(block(), rng).eval()
+    x = rng.standard_normal((2, model.conv1.in_channels, 10, 10)).astype(np.float32)
+    layered = model(x)  # gradients on: the layers one by one (their caches are needed)
+    with convnp.no_grad():
+        fused = model(x)
+    np.testing.assert_allclose(fused, layered, rtol=1e-6, atol=1e-6)
+    assert (layered > 0).any()
+    if not isinstance(model, PreActBlock):  # (a pre-activation block ends in the sum, not a ReLU)
+        assert (layered == 0).any()  # the last ReLU did something to compare
+
+
+def test_resnet_inference_fuses_and_matches_and_keeps_nan():
+    rng = np.random.default_rng(2)
+    model = _trained_stats(convnp.models.resnet18(num_classes=7, seed=0), rng).eval()
+    x = rng.standard_normal((2, 3, 40, 40)).astype(np.float32)
+    layered = model(x)
+    calls = []
+    original = N.batch_norm_inference
+    try:
+        N.batch_norm_inference = lambda *a, **k: calls.append(1) or original(*a, **k)
+        with convnp.no_grad():
+            fused = model(x)
+            x[1, 0, 5, 5] = np.nan
+            with_nan = model(x)
+    finally:
+        N.batch_norm_inference = original
+    np.testing.assert_allclose(fused, layered, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2 * (1 + 2 * 8)  # stem + two per basic block, two forwards
+    assert np.isnan(with_nan[1]).all() and np.isfinite(with_nan[0]).all()
+
+
+def test_no_fusion_where_it_would_show():
+    rng = np.random.default_rng(3)
+    block = _trained_stats(BasicBlock(4, 4, seed=0), rng)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    assert not fusion.fusable(block.bn1, block.relu1, x)  # training mode
+    block.eval()
+    assert not fusion.fusable(block.bn1, block.relu1, x)  # gradients on
+    with convnp.no_grad():
+        assert fusion.fusable(block.bn1, block.relu1, x)
+        assert not fusion.fusable(block.bn1, nn.LeakyReLU(), x)
+        recorded, _ = nn.capture_activations(block, x)  # every layer's output is recorded: no fusion
+    assert [name for name, _, _ in recorded] == ["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"]
+    block.relu1 = nn.LeakyReLU(0.5)  # a replaced activation runs as written
+    layered = block(x)
+    with convnp.no_grad():
+        np.testing.assert_allclose(block(x), layered, rtol=1e-6, atol=1e-6)
+
+
+def test_fused_inference_leaves_no_stale_cache_behind():
+    rng = np.random.default_rng(4)
+    block = _trained_stats(BasicBlock(4, 4, seed=0), rng).eval()
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    block(x)  # caches from a forward with gradients
+    with convnp.no_grad():
+        block(x)
+    for layer in (block.bn1, block.relu1, block.bn2, block.relu2):
+        with pytest.raises(RuntimeError, match="before forward"):
+            layer.backward(np.ones((2, 4, 6, 6), np.float32))
