@@ -106,7 +106,7 @@ def matmul(a, b, out=None):
 
     There NumPy's BLAS runs on one thread (so that its spinning workers leave the C kernels' cores alone), and a
     large product is cut into as many blocks as the kernels have threads (a stack of products by index, a
-    single one by output rows, or columns when there are few rows), each a one-thread BLAS call on the kernels'
+    single one by output rows or columns, whichever are more), each a one-thread BLAS call on the kernels'
     thread pool (``direct.run_split``; NumPy releases the GIL in BLAS): on 2 cores a ResNet-18 layer-4 GEMM
     (512x4608 @ 4608x392) took 7.1 ms this way, 13.5 ms on one thread, 7.1 ms on OpenBLAS's 2 threads; the
     16 Winograd products of a 64-channel 32x32 layer (batch 64) 19 ms by index, 29 ms by rows. Each output
@@ -125,7 +125,7 @@ def matmul(a, b, out=None):
     if out is None:
         out = np.empty(stack + (m, n), np.result_type(a, b))
     stacked = out.ndim == 3 and out.shape[0] >= workers  # whole products per thread: a stack is cut by index
-    rows = m >= n or m >= 8 * workers  # else row blocks (a's slices stay contiguous), columns when few rows
+    rows = m >= n  # cut the longer side: (100, 100) @ (100, 4320) 0.71 ms by rows, 0.52 by columns
     size = out.shape[0] if stacked else m if rows else n
     cuts = [size * i // workers for i in range(workers + 1)]
 
