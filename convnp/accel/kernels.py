@@ -19,7 +19,8 @@ nchw_to_gemm         out[o, n, r, q] = dy[n, o, r, q], zero for q >= OW   conv_g
 batch_norm_*         batch norm forward (train, eval) and backward         normalization.batch_norm_*
                      (train), per channel in 2-3 passes; eval with a
                      fused residual add and ReLU                          normalization.batch_norm_inference
-winograd_input       V = B^T d B of every 4x4 input tile (winograd.c)     conv_winograd.input_transform
+winograd_input       V = B^T d B of every 4x4 (F(2x2, 3x3)) or 6x6        conv_winograd.input_transform
+                     (F(4x4, 3x3)) input block (winograd.c)
 winograd_output      y = A^T M A of every tile, + bias, fused ReLU         conv_winograd.output_transform
 ===================  ===================================================  ==================================
 
@@ -55,6 +56,8 @@ _SIGNATURES = {
     "convnp_bn_backward_train": [_p, _p, _i, _i, _i, _i, _i, _p, _p, _p, _p, _p],
     "convnp_winograd_input": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_winograd_output": [_p, _i, _i, _i, _i, _i, _i, _p, ctypes.c_int, _i, _i, _p],
+    "convnp_winograd4_input": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p],
+    "convnp_winograd4_output": [_p, _i, _i, _i, _i, _i, _i, _p, ctypes.c_int, _i, _i, _p],
 }
 _ready = {}
 
@@ -203,25 +206,31 @@ def batch_norm_backward_train(dy, xc, weight, inv_std):
 
 
 # ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
-def winograd_input(x, top, left, tiles_hw):
-    """(16, C, N*TH*TW) transformed 4x4 input tiles of the C-contiguous x (N, C, H, W) (float32), zero padding
-    ``top``/``left`` (and whatever the tiles need at the bottom/right), split over the threads by channel."""
+def winograd_input(x, top, left, tiles_hw, m=2):
+    """(alpha^2, C, N*TH*TW) transformed input blocks of the C-contiguous x (N, C, H, W) (float32) for the
+    F(m x m, 3x3) algorithm (m = 2: 4x4 blocks, m = 4: 6x6 blocks, alpha = m + 2), zero padding ``top``/``left``
+    (and whatever the tiles need at the bottom/right), split over the threads by channel."""
     n, c, h, w = x.shape
     th, tw = tiles_hw
-    v = workspace.empty((16, c, n * th * tw), np.float32)
-    fn, xa, va = _fn("convnp_winograd_input"), x.ctypes.data, v.ctypes.data
+    v = workspace.empty(((m + 2) ** 2, c, n * th * tw), np.float32)
+    fn, xa, va = _fn(_WINOGRAD[m][0]), x.ctypes.data, v.ctypes.data
     run_split(c, lambda c0, c1, _: fn(xa, n, c, h, w, top, left, th, tw, c0, c1, va), _threads_for(v.size))
     return v
 
 
-def winograd_output(m, n, tiles_hw, out_hw, bias=None, relu=False):
-    """(N, O, OH, OW) from the C-contiguous tile products m (16, O, N*TH*TW), plus bias (O,) or None, a fused
-    ReLU (NaN kept), split over the threads by filter."""
-    o = m.shape[1]
+def winograd_output(mm, n, tiles_hw, out_hw, bias=None, relu=False, m=2):
+    """(N, O, OH, OW) from the C-contiguous tile products mm (alpha^2, O, N*TH*TW) of F(m x m, 3x3), plus bias
+    (O,) or None, a fused ReLU (NaN kept), split over the threads by filter."""
+    o = mm.shape[1]
     (th, tw), (oh, ow) = tiles_hw, out_hw
     y = workspace.empty((n, o, oh, ow), np.float32)
     bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-    fn, ma, ya = _fn("convnp_winograd_output"), m.ctypes.data, y.ctypes.data
+    fn, ma, ya = _fn(_WINOGRAD[m][1]), mm.ctypes.data, y.ctypes.data
     ba = None if bias is None else bias.ctypes.data
-    run_split(o, lambda o0, o1, _: fn(ma, n, o, th, tw, oh, ow, ba, int(relu), o0, o1, ya), _threads_for(m.size))
+    run_split(o, lambda o0, o1, _: fn(ma, n, o, th, tw, oh, ow, ba, int(relu), o0, o1, ya), _threads_for(mm.size))
     return y
+
+
+#: the C transforms of F(2x2, 3x3) and F(4x4, 3x3), by output tile size
+_WINOGRAD = {2: ("convnp_winograd_input", "convnp_winograd_output"),
+             4: ("convnp_winograd4_input", "convnp_winograd4_output")}

@@ -34,7 +34,7 @@ __all__ = ["MODES", "mode", "use_mode", "choose", "plans", "forget", "fingerprin
 
 MODES = ("measure", "reference", "fixed")
 #: bumped when the way plans are measured changes: plans measured the old way are not reused
-PLANNER_VERSION = 4
+PLANNER_VERSION = 5
 #: timed calls per candidate at most (after one warm-up call)
 REPEATS = 3
 #: seconds of timed calls per candidate after which no more are made

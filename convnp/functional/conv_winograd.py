@@ -1,5 +1,6 @@
-"""The Winograd provider of 2-D convolution: F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
-Neural Networks", 2015), for 3x3 stride-1 convolutions, 2.25x fewer multiplications than im2col + GEMM.
+"""The Winograd providers of 2-D convolution: F(2x2, 3x3) ("winograd") and F(4x4, 3x3) ("winograd4") (Lavin and
+Gray, "Fast Algorithms for Convolutional Neural Networks", 2015), for 3x3 stride-1 convolutions, 2.25x and 4x
+fewer multiplications than im2col + GEMM.
 
 Each 2x2 block of outputs ("tile") is computed from the 4x4 block of inputs under it::
 
@@ -10,6 +11,13 @@ matrix products ``M[k] = U[k] (O, C) @ V[k] (C, P)`` for P = N * ceil(OH/2) * ce
 multiply-adds where im2col + GEMM does 9 * O * C * 4P. The transforms are cheap passes: ``U`` is one small GEMM
 (``KRON_G`` (16, 9) @ the kernels), ``V`` and the output transform run in C (``convnp.accel.winograd.c``;
 their NumPy twins :func:`input_transform` and :func:`output_transform` below say what they compute).
+
+F(4x4, 3x3) is the same with 4x4 output tiles from 6x6 input blocks (``B_T4``, ``G4``, ``A_T4``): 36 products of
+(O, C) @ (C, P/4), 1.78x fewer multiply-adds than F(2x2, 3x3) but a 36/16 larger ``U`` and a larger rounding
+error (its transforms multiply by up to 8 and divide by 24): measured up to 5 times the float32 bound of direct
+summation, gamma_n * sum |x||w|, where F(2x2, 3x3) stays below 0.3 times it (tests/accel/test_conv_winograd.py).
+The planner picks it where it is faster: large maps with few channels (ResNet-18's 56x56 and 28x28 layers),
+where ``U`` is small.
 
 Backward: dx is this same convolution of dy (padded by 2 - padding) with the kernels flipped and transposed
 (C, O, 3, 3); dW comes from the GEMM provider's patches (:func:`conv_gemm.weight_grad`). The transforms add and
@@ -33,6 +41,16 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 #: U[(xi, nu)] = sum_{i, j} G[xi, i] G[nu, j] g[i, j]: the kernel transform as one (16, 9) matrix
 KRON_G = np.kron(G, G)
+NAME4 = "winograd4"  # F(4x4, 3x3): the points 0, 1, -1, 2, -2 and infinity
+B_T4 = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+                 [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float32)
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+               [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
+A_T4 = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float32)
+KRON_G4 = np.kron(G4, G4).astype(np.float32)  # (36, 9), made in float64 and rounded once
+#: per output tile size m: the kernel-transform matrix and the input transform B^T
+_KRON = {2: KRON_G, 4: KRON_G4}
+_B_T = {2: B_T, 4: B_T4}
 
 
 def can_run(x, w, b, g: Geom, groups, padding_mode):
@@ -41,40 +59,51 @@ def can_run(x, w, b, g: Geom, groups, padding_mode):
             and padding_mode == "zeros" and accel.direct_enabled_for(x, w, *(() if b is None else (b,))))
 
 
-def kernel_transform(w, flipped=False):
-    """U (16, O, C) = G g G^T of every 3x3 kernel g of w (O, C, 3, 3); with ``flipped``, of the kernels turned
-    by 180 degrees (their taps in reverse order), as dx needs them."""
+def kernel_transform(w, flipped=False, m=2):
+    """U (alpha^2, O, C) = G g G^T of every 3x3 kernel g of w (O, C, 3, 3) for F(m x m, 3x3) (alpha = m + 2);
+    with ``flipped``, of the kernels turned by 180 degrees (their taps in reverse order), as dx needs them."""
     o, c = w.shape[:2]
-    u = workspace.empty((16, o * c), np.float32)  # (reused memory: no page faults on a fresh 16 MB every call)
-    return matmul(KRON_G[:, ::-1] if flipped else KRON_G, w.reshape(o * c, 9).T, out=u).reshape(16, o, c)
+    kron = _KRON[m]
+    u = workspace.empty((len(kron), o * c), np.float32)  # (reused memory: no page faults on a fresh 16 MB)
+    return matmul(kron[:, ::-1] if flipped else kron, w.reshape(o * c, 9).T, out=u).reshape(len(kron), o, c)
 
 
-def input_transform(x, pads, tiles_hw):
-    """NumPy twin of the C input transform: V (16, C, N*TH*TW) = B^T d B of every 4x4 input block d (zero
-    padded: ``pads`` at the top and left, the rest of the 2*TH+2 rows and 2*TW+2 columns at the bottom/right)."""
+def input_transform(x, pads, tiles_hw, m=2):
+    """NumPy twin of the C input transform: V (alpha^2, C, N*TH*TW) = B^T d B of every alpha x alpha input
+    block d, one every m rows and columns (zero padded: ``pads`` at the top and left, the rest of the m*TH+2
+    rows and m*TW+2 columns at the bottom/right)."""
     n, c, h, w = x.shape
     (top, _), (left, _) = pads
     th, tw = tiles_hw
-    xp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), np.float32)
-    rows, cols = min(h, 2 * th + 2 - top), min(w, 2 * tw + 2 - left)
+    a, b_t = m + 2, _B_T[m]
+    xp = np.zeros((n, c, m * th + 2, m * tw + 2), np.float32)
+    rows, cols = min(h, m * th + 2 - top), min(w, m * tw + 2 - left)
     xp[:, :, top:top + rows, left:left + cols] = x[:, :, :rows, :cols]
-    d = np.lib.stride_tricks.sliding_window_view(xp, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, TH, TW, 4, 4)
-    v = B_T @ d @ B_T.T  # (N, C, TH, TW, 4, 4)
-    return np.ascontiguousarray(v.reshape(n, c, th * tw, 16).transpose(3, 1, 0, 2)).reshape(16, c, n * th * tw)
+    d = np.lib.stride_tricks.sliding_window_view(xp, (a, a), axis=(2, 3))[:, :, ::m, ::m]  # (N, C, TH, TW, a, a)
+    v = b_t @ d @ b_t.T  # (N, C, TH, TW, a, a)
+    return np.ascontiguousarray(v.reshape(n, c, th * tw, a * a).transpose(3, 1, 0, 2)).reshape(a * a, c, -1)
 
 
-def output_transform(m, n, tiles_hw, out_hw, bias=None, relu=False):
-    """NumPy twin of the C output transform: y (N, O, OH, OW) = A^T M A of every tile of m (16, O, N*TH*TW),
-    written out as its additions (a matrix product would also multiply the zeros of A, and 0 * inf is NaN)."""
-    o = m.shape[1]
+def _a_t(r):
+    """A^T r along the last axis of r (..., alpha): the additions of the C kernels, (..., m)."""
+    if r.shape[-1] == 4:
+        return np.stack([r[..., 0] + r[..., 1] + r[..., 2], r[..., 1] - r[..., 2] - r[..., 3]], axis=-1)
+    a1, a2 = r[..., 1] + r[..., 2], r[..., 1] - r[..., 2]
+    a3, a4 = r[..., 3] + r[..., 4], r[..., 3] - r[..., 4]
+    two, four, eight = np.float32(2), np.float32(4), np.float32(8)
+    return np.stack([r[..., 0] + a1 + a3, a2 + two * a4, a1 + four * a3, a2 + eight * a4 + r[..., 5]], axis=-1)
+
+
+def output_transform(mm, n, tiles_hw, out_hw, bias=None, relu=False, m=2):
+    """NumPy twin of the C output transform: y (N, O, OH, OW) = A^T M A of every tile of mm (alpha^2, O,
+    N*TH*TW), written out as its additions (a matrix product would also multiply the zeros of A, and
+    0 * inf is NaN)."""
+    o, a = mm.shape[1], m + 2
     (th, tw), (oh, ow) = tiles_hw, out_hw
-    t = m.reshape(4, 4, o, n, th, tw).transpose(3, 2, 4, 5, 0, 1)  # (N, O, TH, TW, 4, 4)
-    s0, s1 = t[..., 0] + t[..., 1] + t[..., 2], t[..., 1] - t[..., 2] - t[..., 3]  # M A: (N, O, TH, TW, 4) each
-    y = np.empty((n, o, th, 2, tw, 2), np.float32)
-    for b, s in enumerate((s0, s1)):  # A^T (M A)
-        y[:, :, :, 0, :, b] = s[..., 0] + s[..., 1] + s[..., 2]
-        y[:, :, :, 1, :, b] = s[..., 1] - s[..., 2] - s[..., 3]
-    y = y.reshape(n, o, 2 * th, 2 * tw)[:, :, :oh, :ow]
+    t = mm.reshape(a, a, o, n, th, tw).transpose(3, 2, 4, 5, 0, 1)  # (N, O, TH, TW, a, a)
+    ma = _a_t(t)  # M A: (N, O, TH, TW, a, m)
+    y = _a_t(np.swapaxes(ma, -1, -2))  # (A^T (M A))^T: (N, O, TH, TW, m (columns), m (rows))
+    y = y.transpose(0, 1, 2, 5, 3, 4).reshape(n, o, m * th, m * tw)[:, :, :oh, :ow]
     if bias is not None:
         y = y + bias.reshape(1, o, 1, 1)
     return np.where(y < 0, 0, y) if relu else np.ascontiguousarray(y)
@@ -87,25 +116,31 @@ def _finite(*arrays):
         return all(np.isfinite(np.add.reduce(a, axis=None)) for a in arrays)
 
 
-def _convolve(x, u, pads, out_hw, bias=None, relu=False):
-    """The F(2x2, 3x3) convolution of x (N, C, H, W) with transformed kernels u (16, O, C): (N, O, OH, OW)."""
+def _convolve(x, u, pads, out_hw, bias=None, relu=False, m=2):
+    """The F(m x m, 3x3) convolution of x (N, C, H, W) with transformed kernels u (alpha^2, O, C):
+    (N, O, OH, OW)."""
     oh, ow = out_hw
-    tiles_hw = (-(-oh // 2), -(-ow // 2))
-    v = accel.kernels.winograd_input(np.ascontiguousarray(x), pads[0][0], pads[1][0], tiles_hw)  # (16, C, P)
-    m = matmul(u, v, out=workspace.empty((16, u.shape[1], v.shape[2]), np.float32))  # 16 x (O, C) @ (C, P)
-    return accel.kernels.winograd_output(m, x.shape[0], tiles_hw, out_hw, bias, relu)
+    tiles_hw = (-(-oh // m), -(-ow // m))
+    v = accel.kernels.winograd_input(np.ascontiguousarray(x), pads[0][0], pads[1][0], tiles_hw, m)  # (a^2, C, P)
+    mm = matmul(u, v, out=workspace.empty((len(u), u.shape[1], v.shape[2]), np.float32))  # a^2 x (O, C) @ (C, P)
+    return accel.kernels.winograd_output(mm, x.shape[0], tiles_hw, out_hw, bias, relu, m)
 
 
-def forward(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
-    """y (N, O, OH, OW) and the cache of :func:`backward` (None unless ``save``)."""
+def forward(x, w, b, g: Geom, pads, padding_mode, groups, relu, save, m=2):
+    """y (N, O, OH, OW) and the cache of :func:`backward` (None unless ``save``); F(m x m, 3x3)."""
     if max(max(p) for p in pads) > 2 or not _finite(x, w):  # (dx needs padding 2 - p >= 0)
         return conv_gemm.forward(x, w, b, g, pads, padding_mode, groups, relu, save)
-    y = _convolve(x, kernel_transform(w), pads, (g.oh, g.ow), b, relu)
+    y = _convolve(x, kernel_transform(w, m=m), pads, (g.oh, g.ow), b, relu, m)
     cache = None
     if save:
-        cache = dict(provider=NAME, x=x, w=w, has_bias=b is not None, geom=g, pads=pads, x_shape=x.shape,
-                     relu_out=y if relu else None)
+        cache = dict(provider=NAME if m == 2 else NAME4, m=m, x=x, w=w, has_bias=b is not None, geom=g, pads=pads,
+                     x_shape=x.shape, relu_out=y if relu else None)
     return y, cache
+
+
+def forward4(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
+    """:func:`forward` with F(4x4, 3x3) (the "winograd4" provider)."""
+    return forward(x, w, b, g, pads, padding_mode, groups, relu, save, m=4)
 
 
 def backward(dy, cache, need_dx=True):
@@ -121,8 +156,9 @@ def backward(dy, cache, need_dx=True):
         back_pads = ((2 - t, 2 - b), (2 - l, 2 - r))  # dx = dy (padded) convolved with the flipped kernels
         h, wd = x.shape[2:]
         if _finite(dy):
-            u_flipped = kernel_transform(w, flipped=True).transpose(0, 2, 1)  # (16, C, O): C outputs from O inputs
-            dx = _convolve(dy, u_flipped, back_pads, (h, wd))
+            m = cache["m"]
+            u_flipped = kernel_transform(w, True, m).transpose(0, 2, 1)  # (a^2, C, O): C outputs from O inputs
+            dx = _convolve(dy, u_flipped, back_pads, (h, wd), m=m)
         else:
             w_flipped = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
             dx, _ = conv_gemm.forward(dy, w_flipped, None, Geom(3, 3, 1, 1, 1, 1, h, wd), back_pads, "zeros", 1,
