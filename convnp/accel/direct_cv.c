@@ -13,6 +13,10 @@
  *             OV vectors of filters x up to MAX_TAPS taps (AVX-512: 2 x 9 = 18 accumulators; per position: 2 dy
  *             loads, one broadcast of x per tap, 2 FMAs per tap). No sum across lanes: each lane is its own filter.
  *
+ * A forward block whose PP positions follow each other in one output row (stride 1; every block of a 7x7 or
+ * 14x14 map with PP = 7) reads x at constant offsets from one pointer (cv_block_run) instead of through the
+ * position table: one load per broadcast instead of two, (100,32,14,14)->32 forward 2.5 -> 2.0 ms on AVX-512.
+ *
  * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous). A stride (sh, sw)
  * only moves the positions x is broadcast from: strided convolutions need no other kernel here.
  */
@@ -54,6 +58,32 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
     }
 }
 
+/* cv_block for PP positions that follow each other in one row of the plane (stride 1): x is read at constant
+ * offsets from one pointer, no position table to load (the common case: a 7x7 or 14x14 map with PP = 7) */
+static inline __attribute__((always_inline)) void
+cv_block_run(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long start,
+             vf acc[OV][PP])
+{
+    for (int v = 0; v < OV; v++)
+        for (int p = 0; p < PP; p++)
+            acc[v][p] = (vf){0};
+    for (long c = 0; c < c_n; c++) {
+        const float *xc = x + c * plane + start;
+        const float *wc = wv + c * kk * o_n;
+        for (long t = 0; t < kk; t++) {
+            const float *xs = xc + off[t];
+            vf wt[OV];
+            for (int v = 0; v < OV; v++)
+                wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
+            for (int p = 0; p < PP; p++) {
+                const float xv = xs[p];
+                for (int v = 0; v < OV; v++)
+                    acc[v][p] += wt[v] * xv;
+            }
+        }
+    }
+}
+
 /* n_n samples: x (n_n, c_n, plane) padded input, wv (c_n, kk, o_n) with o_n a multiple of 32, y (n_n, o_n, oh, ow);
  * bias may be NULL; flags as in direct_conv.c. Stride (sh, sw): output (r, q) reads x at r*sh*wp + q*sw + off[t].
  * A block is PP consecutive output positions of the flattened (oh, ow) map, across rows: on a 7x7 map with
@@ -77,7 +107,10 @@ int convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const float
         for (long o0 = 0; o0 < o_n; o0 += OV * LANES)
             for (long p0 = 0; p0 < positions; p0 += PP) {
                 vf acc[OV][PP];
-                if (kk == 9) /* the common case with the tap count known to the compiler */
+                const int run = sw == 1 && p0 + PP <= positions && p0 / ow == (p0 + PP - 1) / ow; /* one row */
+                if (run && kk == 9) /* the common cases with the tap count known to the compiler */
+                    cv_block_run(xn, c_n, plane, wv + o0, o_n, off, 9, pos[p0], acc);
+                else if (kk == 9)
                     cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, pos + p0, acc);
                 else
                     cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, pos + p0, acc);
