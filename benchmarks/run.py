@@ -287,7 +287,12 @@ def bench_infer(x, model_name, repeats, batch=1000):
             for i in range(0, len(x), batch):
                 tmodel(xs[i:i + batch])
     reference = _in_mode("reference", ours)
-    ours(), ours(), reference(), theirs()  # warm-up (plans measured, then the thread setting they call for)
+    # warm-up: plans measured, then convnp's trial of the two thread settings (threads.step_threads, one step a
+    # batch) run to its end, so that no timed call is a trial step in the slower setting
+    trial_steps = len(threads.TRIAL_ORDER) * threads.STEPS_PER_BLOCK
+    for _ in range(1 + -(-trial_steps // -(-len(x) // batch))):
+        ours()
+    reference(), theirs()
     med = alternate({"convnp": ours, "convnp_reference": reference, "torch": theirs}, repeats)
     return {k: len(x) / v for k, v in med.items()}  # images per second
 
