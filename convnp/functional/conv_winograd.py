@@ -20,7 +20,8 @@ The planner picks it where it is faster: large maps with few channels (ResNet-18
 where ``U`` is small.
 
 Backward: dx is this same convolution of dy (padded by 2 - padding) with the kernels flipped and transposed
-(C, O, 3, 3); dW comes from the GEMM provider's patches (:func:`conv_gemm.weight_grad`). The transforms add and
+(C, O, 3, 3); dW comes from the direct provider's C kernels, or for wide layers the GEMM provider's patches
+(:func:`_weight_grad`). The transforms add and
 subtract inputs of one tile, so an inf input would turn neighbouring outputs of its tile into NaN where direct
 summation keeps them finite: inputs, kernels or gradients that are not all finite go to the GEMM provider,
 which keeps the reference's NaN and inf exactly (as does a padding over 2, rare with a 3x3 kernel).
@@ -143,13 +144,31 @@ def forward4(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
     return forward(x, w, b, g, pads, padding_mode, groups, relu, save, m=4)
 
 
+#: dW in the direct provider's C kernels up to this many (filter, channel) pairs, beyond in GEMMs on the patches.
+#: Measured (2-core AVX-512 VM, ms, GEMM / direct): 64->64 at 32x32 batch 64 70 / 25, 128->128 at 16x16 45 / 22,
+#: 128->128 at 28x28 batch 8 14 / 9, 256->256 at 14x14 12 / 12.5, 512->512 at 7x7 8 / 51
+DIRECT_DW_PAIRS = 256 * 256
+
+
+def _weight_grad(x, dy, g: Geom, pads, w_shape):
+    """(dw (O, C, 3, 3), db (O,)) of the convolution: the direct kernels' one pass over the padded input for
+    smaller layers, the GEMM provider's patches for wide ones (see DIRECT_DW_PAIRS)."""
+    o, c = w_shape[:2]
+    if o * c <= DIRECT_DW_PAIRS and accel.direct_enabled_for(x, dy):
+        slack = accel.direct.slack((3, 3), (1, 1), x.shape[3] + sum(pads[1]))
+        xpad = conv_gemm._pad_wide(x, pads, "zeros", slack)
+        dw, db, _ = accel.direct.conv2d_backward(xpad, np.ascontiguousarray(dy), (3, 3), (1, 1), None, None)
+        return dw, db
+    return conv_gemm.weight_grad(x, dy, g, pads, w_shape), dy.sum(axis=(0, 2, 3))
+
+
 def backward(dy, cache, need_dx=True):
     """(dx, dw, db) of :func:`forward` (dx None when ``need_dx`` is False)."""
     x, w, g, pads = cache["x"], cache["w"], cache["geom"], cache["pads"]
     if cache["relu_out"] is not None:  # the fused ReLU's backward first
         dy = relu_backward(dy, y=cache["relu_out"])
-    db = dy.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
-    dw = conv_gemm.weight_grad(x, dy, g, pads, w.shape)
+    dw, db = _weight_grad(x, dy, g, pads, w.shape)
+    db = db if cache["has_bias"] else None
     dx = None
     if need_dx:
         (t, b), (l, r) = pads

@@ -134,3 +134,21 @@ def test_only_3x3_stride_1_one_group_zero_padding():
     assert not W.can_run(x, w, None, C.Geom(3, 3, 2, 2, 1, 1, 3, 3), 1, "zeros")
     assert not W.can_run(x, np.zeros((4, 4, 5, 5), np.float32), None, C.Geom(5, 5, 1, 1, 1, 1, 4, 4), 1, "zeros")
     assert not W.can_run(x.astype(np.float64), w.astype(np.float64), None, g, 1, "zeros")
+
+
+@pytest.mark.parametrize("pairs", [0, W.DIRECT_DW_PAIRS])
+def test_weight_gradient_in_either_kernel_matches_the_reference(pairs, monkeypatch):
+    """dW from the GEMM patches (wide layers) or the direct C kernels (the rest): both the float64 reference's."""
+    monkeypatch.setattr(W, "DIRECT_DW_PAIRS", pairs)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 8, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((32, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    y, cache = C.conv2d_forward(x, w, b, padding=((1, 2), (0, 1)), relu=True, save_cache=True, provider="winograd4")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    _, dw, db = C.conv2d_backward(dy, cache)
+    y64, cache64 = C.conv2d_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                    padding=((1, 2), (0, 1)), relu=True, save_cache=True, provider="reference")
+    _, dw64, db64 = C.conv2d_backward(dy.astype(np.float64), cache64)
+    np.testing.assert_allclose(dw, dw64, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(db, db64, rtol=1e-5, atol=1e-5)
