@@ -103,6 +103,26 @@ def test_max_pool_kernels_equal_numpy_path_with_ties(k, s, p, dtype):
     assert dx.shape == x.shape
 
 
+@pytest.mark.parametrize("width", [7, 24, 40])  # 3, 12 and 20 outputs a row: both 2x2/2 kernels on AVX-512
+def test_max_pool_2x2_stride_2_rows_equal_numpy_path(width):
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, size=(3, 5, 6, width)).astype(np.float32)  # ties everywhere
+    x[0, 0] = 0.0
+    x[1, 2, 2, 5] = np.nan
+    x[2, 1, 4, 6] = -np.inf
+    dy = rng.standard_normal((3, 5, 3, width // 2)).astype(np.float32)
+
+    def run():
+        y, cache = P.max_pool2d_forward(x, 2)
+        return y, P.max_pool2d_backward(dy, cache), P.max_pool2d_indices(cache)
+
+    (y, dx, idx), (y_ref, dx_ref, idx_ref) = both_ways(run)
+    np.testing.assert_array_equal(y, y_ref)  # (NaN == NaN here)
+    np.testing.assert_array_equal(dx, dx_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+    assert np.isnan(y[1, 2, 1, 2]) and dx[1, 2, 2:4, 4:6].sum() == 0
+
+
 @pytest.mark.parametrize("k,s,p", [(3, 2, 1), (2, 2, 1), (3, 1, "same")])
 def test_max_pool_kernel_reads_the_padding_as_minus_inf_without_a_copy(k, s, p):
     """The kernel pads one plane at a time: windows over -inf inputs and padding, argmax and indices as NumPy's."""
