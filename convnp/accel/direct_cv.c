@@ -14,7 +14,7 @@
  *             loads, one broadcast of x per tap, 2 FMAs per tap). No sum across lanes: each lane is its own filter.
  *
  * A forward block whose PP positions follow each other in one output row (stride 1; every block of a 7x7 or
- * 14x14 map with PP = 7) reads x at constant offsets from one pointer (cv_block_run) instead of through the
+ * 14x14 map with PP = 7) reads x at constant offsets from one pointer (cv_block's ``run``) instead of through the
  * position table: one load per broadcast instead of two, (100,32,14,14)->32 forward 2.5 -> 2.0 ms on AVX-512.
  *
  * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous). A stride (sh, sw)
@@ -33,16 +33,16 @@
 
 static inline __attribute__((always_inline)) void
 cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, const long *pb,
-         vf acc[OV][PP])
+         const int run, vf acc[OV][PP])
 {
-    long at[PP]; /* where each of the block's output positions starts in a plane */
-    for (int p = 0; p < PP; p++)
+    long at[PP]; /* where each of the block's output positions starts in a plane; with ``run`` (a compile-time */
+    for (int p = 0; p < PP; p++) /* constant) they follow each other: x read at constant offsets from pb[0] */
         at[p] = pb[p];
     for (int v = 0; v < OV; v++)
         for (int p = 0; p < PP; p++)
             acc[v][p] = (vf){0};
     for (long c = 0; c < c_n; c++) {
-        const float *xc = x + c * plane;
+        const float *xc = x + c * plane + (run ? pb[0] : 0);
         const float *wc = wv + c * kk * o_n;
         for (long t = 0; t < kk; t++) {
             const float *xs = xc + off[t];
@@ -50,33 +50,7 @@ cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const 
             for (int v = 0; v < OV; v++)
                 wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
             for (int p = 0; p < PP; p++) {
-                const float xv = xs[at[p]];
-                for (int v = 0; v < OV; v++)
-                    acc[v][p] += wt[v] * xv;
-            }
-        }
-    }
-}
-
-/* cv_block for PP positions that follow each other in one row of the plane (stride 1): x is read at constant
- * offsets from one pointer, no position table to load (the common case: a 7x7 or 14x14 map with PP = 7) */
-static inline __attribute__((always_inline)) void
-cv_block_run(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, long start,
-             vf acc[OV][PP])
-{
-    for (int v = 0; v < OV; v++)
-        for (int p = 0; p < PP; p++)
-            acc[v][p] = (vf){0};
-    for (long c = 0; c < c_n; c++) {
-        const float *xc = x + c * plane + start;
-        const float *wc = wv + c * kk * o_n;
-        for (long t = 0; t < kk; t++) {
-            const float *xs = xc + off[t];
-            vf wt[OV];
-            for (int v = 0; v < OV; v++)
-                wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
-            for (int p = 0; p < PP; p++) {
-                const float xv = xs[p];
+                const float xv = run ? xs[p] : xs[at[p]];
                 for (int v = 0; v < OV; v++)
                     acc[v][p] += wt[v] * xv;
             }
@@ -109,11 +83,11 @@ int convnp_conv2d_cv(const float *x, long n_n, long c_n, long plane, const float
                 vf acc[OV][PP];
                 const int run = sw == 1 && p0 + PP <= positions && p0 / ow == (p0 + PP - 1) / ow; /* one row */
                 if (run && kk == 9) /* the common cases with the tap count known to the compiler */
-                    cv_block_run(xn, c_n, plane, wv + o0, o_n, off, 9, pos[p0], acc);
+                    cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, pos + p0, 1, acc);
                 else if (kk == 9)
-                    cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, pos + p0, acc);
+                    cv_block(xn, c_n, plane, wv + o0, o_n, off, 9, pos + p0, 0, acc);
                 else
-                    cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, pos + p0, acc);
+                    cv_block(xn, c_n, plane, wv + o0, o_n, off, kk, pos + p0, 0, acc);
                 const long keep = positions - p0 < PP ? positions - p0 : PP;
                 for (int v = 0; v < OV; v++)
                     for (int l = 0; l < LANES; l++) {

@@ -23,23 +23,31 @@
  */
 #include <string.h>
 
+/* rows first .. first+count-1 of a plane (h, w) into count rows of wr floats, each shifted right by ``left``,
+   zero where the plane has no row or column (the zero padding of both input transforms) */
+static inline void padded_rows(const float *plane, long h, long w, long left, long first, int count, long wr,
+                               float *rows)
+{
+    const long copy = (w + left < wr ? w + left : wr) - left; /* the plane's columns inside a row */
+    for (int r = 0; r < count; r++) {
+        const long src = first + r;
+        memset(rows + r * wr, 0, wr * sizeof(float));
+        if (src >= 0 && src < h && copy > 0)
+            memcpy(rows + r * wr + left, plane + src * w, copy * sizeof(float));
+    }
+}
+
 /* channels c0..c1-1 of x (n_n, c_n, h, w) -> v (16, c_n, n_n*th*tw) */
 void convnp_winograd_input(const float *x, long n_n, long c_n, long h, long w, long top, long left, long th,
                            long tw, long c0, long c1, float *v)
 {
     const long wr = 2 * tw + 2, tiles = n_n * th * tw; /* a padded row covers every tile's 4 columns */
-    const long copy = (w + left < wr ? w + left : wr) - left; /* x's columns inside it (padded column left + q) */
     for (long c = c0; c < c1; c++)
         for (long n = 0; n < n_n; n++) {
             const float *plane = x + (n * c_n + c) * h * w;
             for (long ti = 0; ti < th; ti++) {
                 float d[4][wr], t[4][wr];
-                for (int r = 0; r < 4; r++) { /* the 4 input rows of this tile row, zero padded */
-                    const long src = 2 * ti - top + r;
-                    memset(d[r], 0, sizeof d[r]);
-                    if (src >= 0 && src < h && copy > 0)
-                        memcpy(d[r] + left, plane + src * w, copy * sizeof(float));
-                }
+                padded_rows(plane, h, w, left, 2 * ti - top, 4, wr, &d[0][0]); /* this tile row's 4 input rows */
                 for (long q = 0; q < wr; q++) { /* B^T d: along the rows */
                     t[0][q] = d[0][q] - d[2][q];
                     t[1][q] = d[1][q] + d[2][q];
@@ -128,18 +136,12 @@ void convnp_winograd4_input(const float *x, long n_n, long c_n, long h, long w, 
                             long tw, long c0, long c1, float *v)
 {
     const long wr = 4 * tw + 2, tiles = n_n * th * tw;
-    const long copy = (w + left < wr ? w + left : wr) - left;
     for (long c = c0; c < c1; c++)
         for (long n = 0; n < n_n; n++) {
             const float *plane = x + (n * c_n + c) * h * w;
             for (long ti = 0; ti < th; ti++) {
                 float d[6][wr], t[6][wr];
-                for (int r = 0; r < 6; r++) { /* the 6 input rows of this tile row, zero padded */
-                    const long src = 4 * ti - top + r;
-                    memset(d[r], 0, sizeof d[r]);
-                    if (src >= 0 && src < h && copy > 0)
-                        memcpy(d[r] + left, plane + src * w, copy * sizeof(float));
-                }
+                padded_rows(plane, h, w, left, 4 * ti - top, 6, wr, &d[0][0]); /* this tile row's 6 input rows */
                 for (long q = 0; q < wr; q++) { /* B^T d: along the rows */
                     float t0, t1, t2, t3, t4, t5;
                     const float *col = &d[0][q];
