@@ -40,12 +40,12 @@ import numpy as np
 from . import POOL_WINDOWS
 from .. import workspace
 from . import threads
-from .direct import library, run_split
+from .direct import library, pieces, run_split
 
 _p, _i = ctypes.c_void_p, ctypes.c_long
 _SIGNATURES = {
     "convnp_relu_backward": [_p, _p, _i, _p],
-    "convnp_max_pool": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p, _p],
+    "convnp_max_pool": [_p, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _p, _p, _p],
     "convnp_max_pool_backward": [_p, _p, _i, _i, _i, _p],
     "convnp_gemm_to_nchw": [_p, _p, _i, _i, _i, _i, _i, _i, _i, _p],
     "convnp_nchw_to_gemm": [_p, _i, _i, _i, _i, _i, _i, _i, _p],
@@ -98,8 +98,13 @@ def max_pool2d(x, pads, out_hw, k, s):
     arg = workspace.empty(y.shape, np.int32)
     fn, xa, ya, aa = _fn("convnp_max_pool"), x.ctypes.data, y.ctypes.data, arg.ctypes.data
     hp, wp = top + h + bottom, left + w + right
-    run_split(n * c, lambda a, b, _: fn(xa + a * h * w * 4, b - a, h, w, top, left, hp, wp, k[0], s[0], s[1], oh, ow,
-                                        ya + a * oh * ow * 4, aa + a * oh * ow * 4), _threads_for(x.size))
+    threads_used = _threads_for(x.size)
+    padded = (top, bottom, left, right) != (0, 0, 0, 0)
+    # one padded plane per piece of the split (pieces may run at once), none when nothing is padded
+    buf = np.empty((len(pieces(n * c, threads_used)) - 1 if padded else 0, hp * wp), np.float32)
+    run_split(n * c, lambda a, b, piece: fn(xa + a * h * w * 4, b - a, h, w, top, left, hp, wp, k[0], s[0], s[1],
+                                            oh, ow, buf[piece].ctypes.data if padded else None,
+                                            ya + a * oh * ow * 4, aa + a * oh * ow * 4), threads_used)
     return y, arg
 
 

@@ -16,7 +16,6 @@
  *                       r, q]
  */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "isa.h"
@@ -133,21 +132,13 @@ static void pool_dispatch(const float *x, long planes, long hp, long wp, long k,
 }
 
 /* max pool of planes (h, w) padded with -inf (``top``/``left`` before, to (hp, wp) after): one plane at a time
-   is padded into a small buffer that stays in the cache (no padded copy of the whole input); the argmax is
-   row * wp + col in the padded plane */
+   is padded into ``buf`` (hp * wp floats, the caller's; NULL when nothing is padded), which stays in the cache:
+   no padded copy of the whole input. The argmax is row * wp + col in the padded plane */
 void convnp_max_pool(const float *x, long planes, long h, long w, long top, long left, long hp, long wp, long k,
-                     long sh, long sw, long oh, long ow, float *y, int *arg)
+                     long sh, long sw, long oh, long ow, float *buf, float *y, int *arg)
 {
     if (top == 0 && left == 0 && hp == h && wp == w) {
         pool_dispatch(x, planes, h, w, k, sh, sw, oh, ow, y, arg);
-        return;
-    }
-    float *buf = malloc(hp * wp * sizeof(float));
-    if (!buf) { /* no memory for one plane: every output NaN, argmax -1 (never reached in practice) */
-        for (long i = 0; i < planes * oh * ow; i++) {
-            y[i] = NAN;
-            arg[i] = -1;
-        }
         return;
     }
     for (long i = 0; i < hp * wp; i++)
@@ -157,7 +148,6 @@ void convnp_max_pool(const float *x, long planes, long h, long w, long top, long
             memcpy(buf + (top + r) * wp + left, x + (p * h + r) * w, w * sizeof(float));
         pool_dispatch(buf, 1, hp, wp, k, sh, sw, oh, ow, y + p * oh * ow, arg + p * oh * ow);
     }
-    free(buf);
 }
 
 void convnp_max_pool_backward(const float *dy, const int *arg, long planes, long outputs, long plane, float *dx)
@@ -286,22 +276,12 @@ void convnp_bn_forward_eval(const float *x, long n_n, long c_n, long l, long c0,
             const float *xr = x + at, *ar = add ? add + at : 0;
             float *yr = y + at;
             const float a = scale[c], b = shift[c];
-            if (!ar && !relu)
-                for (long i = 0; i < l; i++)
-                    yr[i] = xr[i] * a + b;
-            else if (!ar)
-                for (long i = 0; i < l; i++) {
-                    const float v = xr[i] * a + b;
-                    yr[i] = v < 0.0f ? 0.0f : v;
-                }
-            else if (!relu)
-                for (long i = 0; i < l; i++)
-                    yr[i] = (xr[i] * a + b) + ar[i];
-            else
-                for (long i = 0; i < l; i++) {
-                    const float v = (xr[i] * a + b) + ar[i];
-                    yr[i] = v < 0.0f ? 0.0f : v;
-                }
+            for (long i = 0; i < l; i++) { /* (the compiler unswitches the loop on ar and relu) */
+                float v = xr[i] * a + b;
+                if (ar)
+                    v += ar[i];
+                yr[i] = relu && v < 0.0f ? 0.0f : v;
+            }
         }
 }
 

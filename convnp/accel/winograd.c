@@ -164,6 +164,16 @@ void convnp_winograd4_input(const float *x, long n_n, long c_n, long h, long w, 
         }
 }
 
+/* r = A^T e for one 6-vector e (s: the stride between its elements), as shared sums and differences */
+static inline void a_t6(const float *e, long s, float r[4])
+{
+    const float a1 = e[s] + e[2 * s], a2 = e[s] - e[2 * s], a3 = e[3 * s] + e[4 * s], a4 = e[3 * s] - e[4 * s];
+    r[0] = e[0] + a1 + a3;
+    r[1] = a2 + 2.0f * a4;
+    r[2] = a1 + 4.0f * a3;
+    r[3] = a2 + 8.0f * a4 + e[5 * s];
+}
+
 /* filters o0..o1-1: m (36, o_n, n_n*th*tw) -> y (n_n, o_n, oh, ow); bias may be NULL */
 void convnp_winograd4_output(const float *m, long n_n, long o_n, long th, long tw, long oh, long ow,
                              const float *bias, int relu, long o0, long o1, float *y)
@@ -179,24 +189,16 @@ void convnp_winograd4_output(const float *m, long n_n, long o_n, long th, long t
                 for (int k = 0; k < 36; k++)
                     mk[k] = m + (k * o_n + o) * tiles + p0;
                 for (long j = 0; j < tw; j++) {
-                    float s[6][4], e[6];
+                    float s[6][4], e[6], r[4];
                     for (int i = 0; i < 6; i++) { /* M A: along the columns of row i */
                         for (int k = 0; k < 6; k++)
                             e[k] = mk[6 * i + k][j];
-                        const float a1 = e[1] + e[2], a2 = e[1] - e[2], a3 = e[3] + e[4], a4 = e[3] - e[4];
-                        s[i][0] = e[0] + a1 + a3;
-                        s[i][1] = a2 + 2.0f * a4;
-                        s[i][2] = a1 + 4.0f * a3;
-                        s[i][3] = a2 + 8.0f * a4 + e[5];
+                        a_t6(e, 1, s[i]);
                     }
                     for (int q = 0; q < 4; q++) { /* A^T (M A): along the rows */
-                        const float c0v = s[0][q], c1v = s[1][q], c2v = s[2][q], c3v = s[3][q], c4v = s[4][q];
-                        const float c5v = s[5][q];
-                        const float a1 = c1v + c2v, a2 = c1v - c2v, a3 = c3v + c4v, a4 = c3v - c4v;
-                        rows[0][4 * j + q] = c0v + a1 + a3;
-                        rows[1][4 * j + q] = a2 + 2.0f * a4;
-                        rows[2][4 * j + q] = a1 + 4.0f * a3;
-                        rows[3][4 * j + q] = a2 + 8.0f * a4 + c5v;
+                        a_t6(&s[0][q], 4, r);
+                        for (int a = 0; a < 4; a++)
+                            rows[a][4 * j + q] = r[a];
                     }
                 }
                 for (int a = 0; a < 4 && 4 * ti + a < oh; a++) {
