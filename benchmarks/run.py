@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -290,7 +291,8 @@ def bench_infer(x, model_name, repeats, batch=1000):
     # warm-up: plans measured, then convnp's trial of the two thread settings (threads.step_threads, one step a
     # batch) run to its end, so that no timed call is a trial step in the slower setting
     trial_steps = len(threads.TRIAL_ORDER) * threads.STEPS_PER_BLOCK
-    for _ in range(1 + -(-trial_steps // -(-len(x) // batch))):
+    batches_per_call = math.ceil(len(x) / batch)
+    for _ in range(1 + math.ceil(trial_steps / batches_per_call)):
         ours()
     reference(), theirs()
     med = alternate({"convnp": ours, "convnp_reference": reference, "torch": theirs}, repeats)

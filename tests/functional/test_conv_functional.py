@@ -180,13 +180,7 @@ def test_conv2d_forward_backward_match_torch(stride, padding, mode, dilation):
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = C.conv2d_backward(dy, cache)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
-    if use_bias:
-        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-4, atol=1e-4)
-    else:
-        assert db is None
+    _assert_grads_like_torch(C.conv2d_backward(dy, cache), tx, tw, tb)
 
 
 @pytest.mark.parametrize("groups,stride", [(1, 1), (2, 1), (1, 2), (4, 1)])
@@ -295,6 +289,17 @@ TRANSPOSE_GRID = [(s, p, op, d) for s, p, op, d in itertools.product(
 ) if not (op and s == 1 and d == 1)]  # output_padding must be smaller than the stride or the dilation
 
 
+def _assert_grads_like_torch(grads, tx, tw, tb):
+    """(dx, dw, db) against the .grad of torch's input, weight and bias (db None when there is no bias)."""
+    dx, dw, db = grads
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+    if tb is not None:
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-4, atol=1e-4)
+    else:
+        assert db is None
+
+
 @pytest.mark.parametrize("stride,padding,output_padding,dilation", TRANSPOSE_GRID)
 def test_conv_transpose2d_matches_torch(stride, padding, output_padding, dilation):
     torch = pytest.importorskip("torch")
@@ -312,11 +317,7 @@ def test_conv_transpose2d_matches_torch(stride, padding, output_padding, dilatio
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
     dy = rng.standard_normal(y.shape).astype(np.float32)
     ty.backward(torch.tensor(dy))
-    dx, dw, db = C.conv_transpose2d_backward(dy, cache)
-    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
-    if use_bias:
-        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-4, atol=1e-4)
+    _assert_grads_like_torch(C.conv_transpose2d_backward(dy, cache), tx, tw, tb)
     assert C.conv_transpose2d_backward(dy, cache, need_dx=False)[0] is None
 
 
