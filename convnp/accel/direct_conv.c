@@ -66,7 +66,7 @@ conv_sample(const float *x, long c_n, long plane, const float *wpk, long o_n, co
                     float *yo = y + (o * oh + r) * ow + col;
                     for (long k = 0; k < keep; k++) {
                         const float value = acc[q][v + k] + b + (add ? yo[k] : 0.0f);
-                        yo[k] = relu && value < 0.0f ? 0.0f : value;
+                        yo[k] = relu_if(relu, value);
                     }
                 }
                 v += run;

@@ -120,7 +120,7 @@ int convnp_conv2d_dw_s1(const float *x, long n_n, long c_n, long plane, const fl
                     if (mask) {
                         for (long q = 0; q < ow; q++) { /* both loads unconditional: vectorizes */
                             const float d = dy[at + q];
-                            row[q] = mask[at + q] > 0.0f ? d : 0.0f;
+                            row[q] = where_positive(mask[at + q], d);
                         }
                     } else {
                         memcpy(row, dy + at, ow * sizeof(float));

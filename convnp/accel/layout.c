@@ -58,7 +58,7 @@ static inline float row_dot(const float *a, const float *b, long l)
 void convnp_relu_backward(const float *dy, const float *ref, long size, float *out)
 {
     for (long i = 0; i < size; i++) /* both loads unconditional: vectorizes */
-        out[i] = ref[i] > 0.0f ? dy[i] : 0.0f;
+        out[i] = where_positive(ref[i], dy[i]);
 }
 
 /* k x k windows (k = 2 or 3 get their own copies with k known to the compiler) of planes (hp, wp) */
@@ -280,7 +280,7 @@ void convnp_bn_forward_eval(const float *x, long n_n, long c_n, long l, long c0,
                 float v = xr[i] * a + b;
                 if (ar)
                     v += ar[i];
-                yr[i] = relu && v < 0.0f ? 0.0f : v;
+                yr[i] = relu_if(relu, v);
             }
         }
 }

@@ -7,6 +7,8 @@
  */
 #include <string.h>
 
+#include "isa.h"
+
 void convnp_pad_planes(const float *x, const float *mask, long planes, long h, long w, long t, long l, long hp1,
                        long wp, float *out)
 {
@@ -22,7 +24,7 @@ void convnp_pad_planes(const float *x, const float *mask, long planes, long h, l
             if (mk) {
                 for (long q = 0; q < w; q++) { /* both loads unconditional: vectorizes */
                     const float v = xk[r * w + q];
-                    row[l + q] = mk[r * w + q] > 0.0f ? v : 0.0f;
+                    row[l + q] = where_positive(mk[r * w + q], v);
                 }
             } else {
                 memcpy(row + l, xk + r * w, w * sizeof(float));

@@ -23,6 +23,8 @@
  */
 #include <string.h>
 
+#include "isa.h"
+
 /* rows first .. first+count-1 of a plane (h, w) into count rows of wr floats, each shifted right by ``left``,
    zero where the plane has no row or column (the zero padding of both input transforms) */
 static inline void padded_rows(const float *plane, long h, long w, long left, long first, int count, long wr,
@@ -100,7 +102,7 @@ void convnp_winograd_output(const float *m, long n_n, long o_n, long th, long tw
                     float *dst = y + ((n * o_n + o) * oh + 2 * ti + a) * ow;
                     for (long q = 0; q < ow; q++) {
                         const float value = src[q] + b;
-                        dst[q] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
+                        dst[q] = relu_if(relu, value); /* NaN kept */
                     }
                 }
             }
@@ -205,7 +207,7 @@ void convnp_winograd4_output(const float *m, long n_n, long o_n, long th, long t
                     float *dst = y + ((n * o_n + o) * oh + 4 * ti + a) * ow;
                     for (long q = 0; q < ow; q++) {
                         const float value = rows[a][q] + b;
-                        dst[q] = relu && value < 0.0f ? 0.0f : value; /* NaN kept */
+                        dst[q] = relu_if(relu, value); /* NaN kept */
                     }
                 }
             }
