@@ -80,6 +80,6 @@ def disabled():
 
 
 def __getattr__(name):  # submodules load lazily: importing convnp compiles nothing
-    if name in ("kernels", "direct", "threads", "planner"):
+    if name in ("kernels", "direct", "threads", "planner", "conv_pool"):
         return importlib.import_module(__name__ + "." + name)
     raise AttributeError(f"module 'convnp.accel' has no attribute {name!r}")

@@ -111,6 +111,12 @@ def _choose(x, w, b, g: Geom, pads, padding_mode, groups, relu, save):
                                            for name in names}, rule)
 
 
+def conv2d_provider(x, w, b, g: Geom, pads, padding_mode="zeros", groups=1, relu=False, save=False,
+                    input_grad=True):
+    """The provider :func:`conv2d_forward` takes for this case (the planner's choice); ``save``: a training step."""
+    return _choose(x, w, b, g, pads, padding_mode, groups, relu, ("dx" if input_grad else "no dx") if save else False)
+
+
 def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
                    save_cache=None, relu=False, provider=None, input_grad=True):
     """Cross-correlation of ``x`` with ``w`` (what PyTorch and Keras call convolution).
@@ -150,8 +156,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, padd
     g = Geom(kh, kw, sh, sw, dh, dw, oh, ow)
     save = is_grad_enabled() if save_cache is None else bool(save_cache)
     if provider is None:
-        training = ("dx" if input_grad else "no dx") if save else False
-        provider = _choose(x, w, b, g, pads, padding_mode, groups, relu, training)
+        provider = conv2d_provider(x, w, b, g, pads, padding_mode, groups, relu, save, input_grad)
     elif provider not in PROVIDERS or not PROVIDERS[provider][0](x, w, b, g, groups, padding_mode):
         raise ValueError(f"conv2d: provider {provider!r} cannot compute this case (providers: "
                          f"{', '.join(PROVIDERS)}; direct and strided need float32 NumPy arrays and their geometry)")

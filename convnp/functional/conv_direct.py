@@ -84,14 +84,19 @@ def direct_backward(dy, cache, need_dx=True):
         return conv_gemm.backward(dy, cache, need_dx)
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     mask = cache["relu_out"]  # a fused ReLU: dy counts where its output is > 0 (applied in the copies)
-    dx_from = None
-    if dx_pads is not None:
-        slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(dx_pads[1]))
-        dypad = _wide_buffer(dy.shape, dx_pads, np.float32, slack)  # (N, O, OH + pads + 1, OW + pads)
-        w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-        dx_from = (dypad, dx_pads[0][0], dx_pads[1][0], w_flipped, tuple(cache["x_shape"][2:]))
+    dx_from = None if dx_pads is None else dx_plan(dy.shape, cache, dx_pads)
     dw, db, dx = accel.direct.conv2d_backward(xpad, dy, (g.kh, g.kw), (g.dh, g.dw), mask, dx_from)
     return dx, dw.astype(w.dtype, copy=False), (db if cache["has_bias"] else None)
+
+
+def dx_plan(dy_shape, cache, dx_pads):
+    """``dx_from`` of ``accel.direct.conv2d_backward``: dy zero-padded by ``dx_pads`` (:func:`_dx_pads`) into a
+    buffer it allocates, convolved with the flipped, transposed filters (C, O, kh, kw)."""
+    g, w = cache["geom"], cache["w"]
+    slack = accel.direct.slack((g.kh, g.kw), (g.dh, g.dw), g.ow + sum(dx_pads[1]))
+    dypad = _wide_buffer(dy_shape, dx_pads, np.float32, slack)  # (N, O, OH + pads + 1, OW + pads)
+    w_flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
+    return dypad, dx_pads[0][0], dx_pads[1][0], w_flipped, tuple(cache["x_shape"][2:])
 
 
 # ----------------------------------------------------------------------------- strided

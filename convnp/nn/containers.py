@@ -16,6 +16,11 @@ from .module import Module
 INFERENCE_CHUNK = 64
 
 
+def _fusion():
+    from . import fusion  # (it imports the layers, which import this module's package)
+    return fusion
+
+
 class Identity(Module):
     """y = x. Useful as a no-op shortcut or placeholder."""
 
@@ -79,8 +84,15 @@ class Sequential(Module):
         return self._forward_layers(x)
 
     def _forward_layers(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):  # a conv + ReLU + max pool runs as one operation where it may (nn.fusion)
+            if i + 1 < len(layers) and _fusion().conv_pool_fusable(layers[i], layers[i + 1], x):
+                x = _fusion().conv_relu_pool(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def _infer_in_chunks(self, x) -> bool:
@@ -96,8 +108,15 @@ class Sequential(Module):
         return self._backward_layers(dy)
 
     def _backward_layers(self, dy):
-        for layer in reversed(self._modules.values()):
-            dy = layer.backward(dy)
+        layers = list(self._modules.values())
+        i = len(layers) - 1
+        while i >= 0:
+            if i > 0 and _fusion().ran_fused(layers[i - 1], layers[i]):
+                dy = _fusion().conv_relu_pool_backward(layers[i - 1], layers[i], dy)
+                i -= 2
+            else:
+                dy = layers[i].backward(dy)
+                i -= 1
         return dy
 
     def get_config(self):

@@ -89,14 +89,16 @@ def _threads_seen_in_training_steps(monkeypatch, model, x, steps=2):
     """``steps`` forward+backward passes of ``model`` in train mode, each inside ``threads.step_threads`` as
     ``convnp.train`` runs them: per step, the (BLAS threads, kernel threads) seen by each conv forward/backward."""
     from convnp.functional import conv as C
+    from convnp.functional import conv_pool as CP  # conv + ReLU + pool layers run fused (convnp.nn.fusion)
     seen = []
-    for name in ("conv2d_forward", "conv2d_backward"):
-        original = getattr(C, name)
+    for module, name in ((C, "conv2d_forward"), (C, "conv2d_backward"), (CP, "conv2d_relu_max_pool2d_forward"),
+                         (CP, "conv2d_relu_max_pool2d_backward")):
+        original = getattr(module, name)
 
         def spy(*args, _original=original, **kwargs):
             seen[-1].append((_blas_threads()[0], direct.num_threads()))
             return _original(*args, **kwargs)
-        monkeypatch.setattr(C, name, spy)
+        monkeypatch.setattr(module, name, spy)
     model.train()
     for _ in range(steps):
         seen.append([])

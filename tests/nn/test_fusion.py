@@ -116,3 +116,118 @@ def test_fused_inference_leaves_no_stale_cache_behind():
     for layer in (block.bn1, block.relu1, block.bn2, block.relu2):
         with pytest.raises(RuntimeError, match="before forward"):
             layer.backward(np.ones((2, 4, 6, 6), np.float32))
+
+
+# ----------------------------------------------------------------------------- conv + ReLU + max pool (training)
+@pytest.fixture
+def kernels_on():
+    from convnp import accel
+    previous = accel.set_enabled(True)
+    try:
+        yield accel
+    finally:
+        accel.set_enabled(previous)
+
+
+def _conv_pool(in_channels, filters, kernel, padding, pool, use_bias=True, seed=0):
+    return nn.Sequential([nn.Conv2D(filters, kernel, padding=padding, activation="relu", in_channels=in_channels,
+                                    use_bias=use_bias, seed=seed), nn.MaxPool2D(pool)])
+
+
+def _layer_by_layer(model, x, dy):
+    """The two layers called one by one (no fusion): y, dx and the parameters' gradients."""
+    conv, pool = model[0], model[1]
+    model.zero_grad()
+    y = pool(conv(x))
+    dx = conv.backward(pool.backward(dy))
+    return y, dx, [p.grad.copy() for p in model.parameters()]
+
+
+CONV_POOL_CASES = [  # (N, C, H, W), filters, kernel, padding, pool, bias
+    ((6, 8, 27, 27), 8, 5, 0, 2, True),  # an odd conv output (23): the last row and column dropped
+    ((5, 8, 14, 14), 16, 3, 1, 2, False),
+    ((3, 16, 7, 7), 32, 3, "same", 2, True),  # DeepConvNet's last block shape, odd size
+    ((4, 8, 12, 13), 8, 3, 1, 3, True),  # 3x3 windows
+]
+
+
+@pytest.mark.parametrize("shape, filters, kernel, padding, pool, bias", CONV_POOL_CASES)
+@pytest.mark.parametrize("nan_in", [None, "x", "w"])
+def test_conv_relu_pool_trains_fused_with_the_layers_numbers(kernels_on, shape, filters, kernel, padding, pool, bias,
+                                                              nan_in):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32)
+    model = _conv_pool(shape[1], filters, kernel, padding, pool, bias)
+    model.build(shape)
+    if nan_in == "x":
+        x[1, 0, 4, 5] = np.nan
+    elif nan_in == "w":
+        model[0].weight.data[3, 0, 1, 1] = np.nan
+    y_shape = model[0].output_shape(shape)
+    dy = rng.standard_normal((shape[0], filters, y_shape[2] // pool, y_shape[3] // pool)).astype(np.float32)
+    expect_y, expect_dx, expect_grads = _layer_by_layer(model, x, dy)
+
+    model.zero_grad()
+    y = model(x)
+    assert fusion.ran_fused(model[0], model[1])  # the kernels are on: this block runs as one operation
+    dx = model.backward(dy)
+    np.testing.assert_allclose(y, expect_y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, expect_dx, rtol=1e-5, atol=1e-5)
+    for grad, expect in zip([p.grad for p in model.parameters()], expect_grads):
+        np.testing.assert_allclose(grad, expect, rtol=1e-5, atol=1e-4)
+    if nan_in is None:
+        assert np.isfinite(y).all() and (y == 0).any() and (y > 0).any()  # the ReLU did something to compare
+    else:  # NaN reaches the output as it does layer by layer: never a silent zero
+        assert np.isnan(y).any()
+
+
+def test_conv_relu_pool_without_input_gradient(kernels_on):
+    rng = np.random.default_rng(6)
+    model = _conv_pool(1, 8, 5, 0, 2)
+    model[0].compute_input_grad = False  # a network's first layer
+    x = rng.standard_normal((4, 1, 16, 16)).astype(np.float32)
+    dy = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    y = model(x)
+    assert fusion.ran_fused(model[0], model[1])
+    assert model.backward(dy) is None
+    fused_dw = model[0].weight.grad.copy()
+    _, _, (dw, db) = _layer_by_layer(model, x, dy)
+    np.testing.assert_allclose(fused_dw, dw, rtol=1e-5, atol=1e-5)
+    assert y.shape == (4, 8, 6, 6)
+
+
+def test_conv_relu_pool_fuses_only_where_nothing_can_tell(kernels_on):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    model = _conv_pool(8, 8, 3, 1, 2)
+    model.build(x.shape)
+    conv, pool = model[0], model[1]
+    assert fusion.conv_pool_fusable(conv, pool, x)
+    few = _conv_pool(4, 8, 3, 1, 2)
+    few.build((2, 4, 12, 12))
+    assert not fusion.conv_pool_fusable(few[0], few[1], x[:, :4])  # dx of 4 channels: the GEMM's backward
+    few[0].compute_input_grad = False
+    assert fusion.conv_pool_fusable(few[0], few[1], x[:, :4])  # (a first layer: no dx)
+    assert not fusion.conv_pool_fusable(conv, pool, x.astype(np.float64))  # float64: the NumPy path
+    with kernels_on.disabled():
+        assert not fusion.conv_pool_fusable(conv, pool, x)  # CONVNP_ACCEL=0
+    others = [nn.MaxPool2D(2, strides=1), nn.MaxPool2D(2, padding=1), nn.MaxPool2D(2, ceil_mode=True),
+              nn.MaxPool2D(2, return_indices=True), nn.AvgPool2D(2), nn.MaxPool2D((2, 3))]
+    for other in others:
+        assert not fusion.conv_pool_fusable(conv, other, x), other
+    for kwargs in (dict(activation="leaky_relu"), dict(strides=2), dict(dilation_rate=2), dict(activation=None),
+                   dict(padding_mode="reflect")):
+        options = dict(dict(padding=1, activation="relu", in_channels=8, seed=0), **kwargs)
+        other = nn.Conv2D(8, 3, **options)
+        other.build(x.shape)
+        assert not fusion.conv_pool_fusable(other, pool, x), kwargs
+    recorded, _ = nn.capture_activations(model, x)  # every layer's output recorded: the layers run one by one
+    assert [name for name, _, _ in recorded] == ["0", "1"]
+    model(x)
+    with pytest.raises(RuntimeError, match="ran fused with the Conv2D"):
+        pool.backward(np.ones((2, 8, 6, 6), np.float32))  # its gradient comes through the Sequential
+    with convnp.no_grad():
+        inference = model(x)
+        np.testing.assert_allclose(inference, pool(conv(x)), rtol=1e-6, atol=1e-6)
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.backward(np.ones_like(inference))  # the no_grad forward kept no cache: no stale gradient
