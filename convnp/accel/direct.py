@@ -234,8 +234,15 @@ CV_FILTERS = 32
 
 
 def _over_filters(o):
-    """True when a layer with ``o`` filters takes direct_cv.c."""
+    """True when a layer with ``o`` filters takes direct_cv.c (forward, dW, strides)."""
     return o % CV_FILTERS == 0
+
+
+def _cv_forward(o, c):
+    """True when a stride-1 forward of ``c`` channels to ``o`` filters takes direct_cv.c: a multiple of 32
+    filters, or of 16 over at least 16 channels (one vector of filters and twice the positions per block on
+    AVX-512; see docs/performance.md)."""
+    return _over_filters(o) or (o % 16 == 0 and c >= 16)
 
 
 def _tap_offsets(kernel_hw, dilation, wp):
@@ -261,7 +268,7 @@ def _conv_plan(xpad, w, b, dilation, out_hw, relu, add=False, y=None, stride=(1,
     offs = _tap_offsets((kh, kw), dilation, wp)
     bias = None if b is None else np.ascontiguousarray(b, dtype=np.float32)
     xa, ya, item = xpad.ctypes.data + offset * 4, y.ctypes.data, 4
-    if _over_filters(o):  # direct_cv.c takes the stride after wp
+    if _cv_forward(o, c):  # direct_cv.c takes the stride after wp
         fn, strides = library().convnp_conv2d_cv, tuple(stride)
         wpk = aligned(w.transpose(1, 2, 3, 0))  # (C, kh, kw, O)
     else:
@@ -431,7 +438,7 @@ def _backward_plan(xpad, dy, kernel_hw, dilation, mask, threads, dx_from):
     # zeros below the last row cover the 16-float rounding of the run
     shared = dypad.shape[3] == wp and (dypad.shape[2] - top - oh) * wp - left >= _LANES
     dw_call, finish = _dw_plan(xpad, dy, kernel_hw, dilation, mask, threads, (dypad, top, left) if shared else None)
-    if _over_filters(w_flipped.shape[0]) and not (shared and not _over_filters(dy.shape[1])):
+    if _cv_forward(*w_flipped.shape[:2]) and not (shared and not _over_filters(dy.shape[1])):
         # nothing reads dypad but dx's convolution: it pads each sample of dy itself (dypad stays unused)
         dx, conv_call = _padding_conv_plan(dy, mask, top, left, dypad.shape[2:], w_flipped, dilation, dx_hw)
         pad_call = None

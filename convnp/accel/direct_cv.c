@@ -1,4 +1,5 @@
-/* convnp.accel: direct convolution vectorized over filters (layers with a multiple of 32 filters).
+/* convnp.accel: direct convolution vectorized over filters (layers with a multiple of 32 filters; the forward
+ * also takes a multiple of 16, one vector of filters per block).
  *
  * The kernels of direct_conv.c and direct_dw.c vectorize over positions of the wide padded rows, so the
  * Wp - OW padding columns of every row are computed and thrown away: on a 7x7 map with a 3x3 kernel (Wp = 9)
@@ -6,19 +7,24 @@
  * positions are computed:
  *
  *   forward   y[n, o, r, q] = b[o] + sum_c sum_t w[c, t, o] * x[n, c, r*sh*wp + q*sw + off[t]]
- *             OV vectors of filters x PP positions of one output row (isa.h; AVX-512: 2 x 7 = 14 accumulators;
- *             per (c, t): 2 filter loads, 7 broadcasts of x, 14 FMAs).
+ *             OV vectors of filters x PP output positions (isa.h; AVX-512: 2 x 14 = 28 accumulators;
+ *             per (c, t): 2 filter loads, 14 broadcasts of x, 28 FMAs).
  *   weights   dw[c, t, o] += sum_n sum_{r, q} dy[n, o, r, q] * x[n, c, r*sh*wp + q*sw + off[t]]
  *             dy is first transposed per sample to (position, filter) (masked by a fused ReLU's output);
  *             OV vectors of filters x up to MAX_TAPS taps (AVX-512: 2 x 9 = 18 accumulators; per position: 2 dy
  *             loads, one broadcast of x per tap, 2 FMAs per tap). No sum across lanes: each lane is its own filter.
  *
- * A forward block whose PP positions follow each other in one output row (stride 1; every block of a 7x7 or
- * 14x14 map with PP = 7) reads x at constant offsets from one pointer (cv_block's ``run``) instead of through the
- * position table: one load per broadcast instead of two, (100,32,14,14)->32 forward 2.5 -> 2.0 ms on AVX-512.
+ * A forward block whose PP positions are one run of an output row, or two whole rows (stride 1; a 14x14 map's
+ * rows, a 7x7 map's pairs of rows with PP = 14) reads x at constant offsets from one pointer per run (cv_block's
+ * ``runs``) instead of through the position table: one load per broadcast instead of two.
  *
- * Filters come in multiples of 32 (2 vectors); weights are packed (c, t, o) (o contiguous). A stride (sh, sw)
- * only moves the positions x is broadcast from: strided convolutions need no other kernel here.
+ * A forward with a multiple of LANES filters but not of OV * LANES (16 on AVX-512) takes blocks of one vector
+ * of filters x OV * PP positions (AVX-512: 1 x 28; a 14x14 map's two rows at constant offsets): the same 28
+ * accumulators, one broadcast per FMA instead of one per OV FMAs; 10-15% faster than the wide-row kernel of
+ * direct_conv.c from 16 channels on (docs/performance.md).
+ *
+ * Filters come in multiples of 32 (2 vectors) otherwise; weights are packed (c, t, o) (o contiguous). A stride
+ * (sh, sw) only moves the positions x is broadcast from: strided convolutions need no other kernel here.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,47 +36,74 @@
 #define LANES VL /* filters in a vector (isa.h) */
 #define STORE_RELU 1 /* flags of the forward's store, as in direct_conv.c */
 #define STORE_ADD 2
-#define OV CV_VECTORS /* filter vectors per block (isa.h: 2 with AVX-512, 1 with AVX2) */
+#define OV CV_VECTORS /* filter vectors per block (isa.h) */
 #define PP CV_POSITIONS /* positions per block */
 #define MAX_TAPS CV_DW_TAPS
+#define CV1_POSITIONS (OV * PP) /* positions per block of a layer with one vector of filters (a multiple of 16) */
 
-/* the block's accumulators: OV vectors of filters x np positions (np = PP, or PP / 2 for a short row's end) */
+/* the block's accumulators: ov vectors of filters x np positions, acc[v * np + p] (ov = OV and np = PP, or
+   PP / 2 for a short row's end; ov = 1 and np = OV * PP for a layer of a multiple of LANES filters only) */
 static inline __attribute__((always_inline)) void
 cv_block(const float *x, long c_n, long plane, const float *wv, long o_n, const long *off, long kk, const long *pb,
-         const int np, const int runs, vf acc[OV][PP])
+         const int ov, const int np, const int runs, vf *acc)
 {
-    /* runs (a compile-time constant): 0, each position starts where the table pb says; 1 or 2, the positions
-       are that many runs of consecutive columns, each starting at pb[its first position]: x is then read at
-       constant offsets from one pointer per run (one load per broadcast instead of two) */
+    /* ov, np and runs are compile-time constants. runs: 0, each position starts where the table pb says; 1 or 2,
+       the positions are that many runs of consecutive columns, each starting at pb[its first position]: x is
+       then read at constant offsets from one pointer per run (one load per broadcast instead of two) */
     const int len = runs ? np / runs : 1; /* positions per run */
-    for (int v = 0; v < OV; v++)
-        for (int p = 0; p < np; p++)
-            acc[v][p] = (vf){0};
+    /* (GCC peels loops of up to 16 iterations by itself: 28 positions need the pragma, or acc lives in memory) */
+#pragma GCC unroll 32
+    for (int a = 0; a < ov * np; a++)
+        acc[a] = (vf){0};
     for (long c = 0; c < c_n; c++) {
         const float *xc = x + c * plane;
         const float *wc = wv + c * kk * o_n;
         const float *r0 = xc + (runs ? pb[0] : 0), *r1 = xc + (runs == 2 ? pb[len] : 0);
         for (long t = 0; t < kk; t++) {
             vf wt[OV];
-            for (int v = 0; v < OV; v++)
+            for (int v = 0; v < ov; v++)
                 wt[v] = *(const vfu *)(wc + t * o_n + v * LANES);
+#pragma GCC unroll 32
             for (int p = 0; p < np; p++) {
                 const float xv = runs == 0 ? xc[pb[p] + off[t]] : (p < len ? r0 : r1)[off[t] + p % len];
-                for (int v = 0; v < OV; v++)
-                    acc[v][p] += wt[v] * xv;
+                for (int v = 0; v < ov; v++)
+                    acc[v * np + p] += wt[v] * xv;
             }
         }
     }
 }
 
 /* one block, with the common tap count (3x3) known to the compiler */
-#define CV_BLOCK(NP, RUNS)                                                                                         \
+#define CV_BLOCK(OVN, NP, RUNS)                                                                                    \
     do {                                                                                                           \
         if (kk == 9)                                                                                               \
-            cv_block(xc, cn, plane, wc, o_n, off, 9, pos + p0, NP, RUNS, acc);                                     \
+            cv_block(xc, cn, plane, wc, o_n, off, 9, pos + p0, OVN, NP, RUNS, acc);                                \
         else                                                                                                       \
-            cv_block(xc, cn, plane, wc, o_n, off, kk, pos + p0, NP, RUNS, acc);                                    \
+            cv_block(xc, cn, plane, wc, o_n, off, kk, pos + p0, OVN, NP, RUNS, acc);                               \
     } while (0)
+
+/* the blocks of one chunk of channels for ov vectors of filters and pp positions per block: one row, two whole
+   rows or a short row's end read at constant offsets, else through the position table; their sums added into
+   part (position, filter) */
+#define CV_BLOCKS(OVN, PPN)                                                                                        \
+    for (long p0 = 0; p0 < positions; p0 += PPN) {                                                                 \
+        vf acc[OVN * PPN];                                                                                         \
+        const long keep = positions - p0 < PPN ? positions - p0 : PPN;                                             \
+        const int row = sw == 1 && p0 / ow == (p0 + keep - 1) / ow; /* all in one output row */                  \
+        if (keep == PPN && row)                                                                                    \
+            CV_BLOCK(OVN, PPN, 1);                                                                                 \
+        else if (keep == PPN && sw == 1 && 2 * ow == PPN && p0 % ow == 0) /* two whole rows */                     \
+            CV_BLOCK(OVN, PPN, 2);                                                                                 \
+        else if (keep <= PPN / 2 && row) /* the end of a short map */                                              \
+            CV_BLOCK(OVN, PPN / 2, 1);                                                                             \
+        else                                                                                                       \
+            CV_BLOCK(OVN, PPN, 0);                                                                                 \
+        const long np = keep <= PPN / 2 && row ? PPN / 2 : PPN; /* (how acc was laid out) */                       \
+        vfu *pp = (vfu *)(part + p0 * width);                                                                      \
+        for (int p = 0; p < keep; p++) /* (a half block's other accumulators are unset) */                         \
+            for (int v = 0; v < OVN; v++)                                                                          \
+                pp[p * OVN + v] = c0 ? (vf)pp[p * OVN + v] + acc[v * np + p] : acc[v * np + p];                  \
+    }
 
 /* channels per chunk of the forward: the chunk's weights for one block of filters (cc * kk * OV * LANES floats)
    stay in L1 while every position block of a sample reads them */
@@ -124,7 +157,10 @@ static int cv_forward(const float *x, long n_n, long c_n, long plane, const floa
                       const struct cv_padding *pad)
 {
     const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
-    const long positions = oh * ow, padded = (positions + PP - 1) / PP * PP, width = OV * LANES;
+    /* filters per block: OV vectors, or one vector of twice the positions for a multiple of LANES only */
+    const int ov = o_n % (OV * LANES) == 0 ? OV : 1;
+    const long block = ov == OV ? PP : CV1_POSITIONS, positions = oh * ow, padded = (positions + block - 1) / block * block;
+    const long width = ov * LANES;
     long chunks = (c_n * kk * width + CV_CHUNK_FLOATS - 1) / CV_CHUNK_FLOATS;
     chunks = chunks < 1 ? 1 : (chunks > c_n ? c_n : chunks);
     const long cc = (c_n + chunks - 1) / chunks; /* channels per chunk, balanced */
@@ -152,23 +188,10 @@ static int cv_forward(const float *x, long n_n, long c_n, long plane, const floa
             for (long c0 = 0; c0 < c_n; c0 += cc) {
                 const long cn = c_n - c0 < cc ? c_n - c0 : cc;
                 const float *xc = xn + c0 * plane, *wc = wv + c0 * kk * o_n + o0;
-                for (long p0 = 0; p0 < positions; p0 += PP) {
-                    vf acc[OV][PP];
-                    const long keep = positions - p0 < PP ? positions - p0 : PP;
-                    const int row = sw == 1 && p0 / ow == (p0 + keep - 1) / ow; /* all in one output row */
-                    if (keep == PP && row)
-                        CV_BLOCK(PP, 1);
-                    else if (keep == PP && sw == 1 && 2 * ow == PP && p0 % ow == 0) /* two whole rows */
-                        CV_BLOCK(PP, 2);
-                    else if (keep <= PP / 2 && row) /* the end of a short map */
-                        CV_BLOCK(PP / 2, 1);
-                    else
-                        CV_BLOCK(PP, 0);
-                    vfu *pp = (vfu *)(part + p0 * width);
-                    for (int p = 0; p < keep; p++) /* (a half block's other accumulators are unset) */
-                        for (int v = 0; v < OV; v++)
-                            pp[p * OV + v] = c0 ? (vf)pp[p * OV + v] + acc[v][p] : acc[v][p];
-                }
+                if (ov == OV)
+                    CV_BLOCKS(OV, PP)
+                else
+                    CV_BLOCKS(1, CV1_POSITIONS)
             }
             for (long i = 0; i < width; i++) /* (position, filter) -> y (filter, position) */
                 cv_store(part + i, width, positions, bias ? bias[o0 + i] : 0.0f, relu, add, yn + (o0 + i) * positions);

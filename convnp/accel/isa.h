@@ -6,7 +6,8 @@
  *
  *   variant  vector registers   direct_conv.c        direct_cv.c              direct_dw.c
  *                               filters x positions  filter vectors x pos.    filters x taps
- *   avx512   32 x 16 floats     8 x 48 = 24 regs     2 x 7 = 14 (dW 2 x 9)    4 x 6 = 24
+ *   avx512   32 x 16 floats     8 x 48 = 24 regs     2 x 14 = 28 (dW 2 x 9)   4 x 6 = 24
+ *                                                    (16 filters: 1 x 28)
  *   avx2     16 x 8 floats      4 x 24 = 12 regs     2 x 6 = 12 (dW 2 x 6)    2 x 6 = 12
  *   generic  16 x 4 floats      4 x 8  =  8 regs     2 x 6 = 12 (dW 2 x 6)    2 x 6 = 12
  *

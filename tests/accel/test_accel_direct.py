@@ -42,6 +42,10 @@ CASES = [
     (2, 32, 9, 9, 32, 5, 2, 1, True, "zeros"),
     (2, 8, 6, 6, 96, 3, 1, 1, False, "zeros"),
     (3, 32, 10, 13, 64, 3, 1, 2, True, "zeros"),      # dilation, a width that is not a multiple of 7
+    # 16 or 48 filters over >= 16 channels: one vector of filters per block (direct_cv.c), forward and dx
+    (3, 32, 14, 14, 16, 3, 1, 1, True, "zeros"),      # two rows per block, read at constant offsets
+    (2, 16, 7, 7, 48, 3, 1, 1, False, "zeros"),       # the position table, a tail block; dx of 16 channels
+    (2, 16, 5, 9, 16, 3, 1, 1, True, "zeros"),        # a short map's end
 ]
 
 
