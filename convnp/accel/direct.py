@@ -21,9 +21,9 @@ below the machine's peak. The kernels read each tap's contiguous run of the padd
 What uses it: the ``direct`` and ``strided`` providers of ``convnp.functional.conv`` (``conv_direct.py``), for
 float32 convolutions the planner gives them.
 
-Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads take in turn (ctypes
-releases the GIL); a layer's pad + convolution, and its backward's dW + dy padding + dx, run piece by piece so
-that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
+Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads (the caller and
+``crew.py``'s helpers) take in turn (ctypes releases the GIL); a layer's pad + convolution, and its backward's
+dW + dy padding + dx, run piece by piece so that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
 
 How it is built: :mod:`convnp.utils.build` compiles the sources once per instruction-set variant (avx512, avx2,
 generic: ``isa.h`` sets the register blocking of each; ``CONVNP_ISA`` forces one) into ``$CONVNP_CACHE_DIR``
@@ -40,12 +40,12 @@ import itertools
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .. import workspace
+from . import crew
 from ..utils import build
 
 __all__ = ["available", "status", "library", "conv2d", "conv2d_backward", "conv2d_strided", "conv2d_strided_backward",
@@ -60,8 +60,7 @@ FILTER_BLOCK, _PIXEL_BLOCK = 8, 48  # OB and PB in direct_conv.c
 _STORE_RELU, _STORE_ADD = 1, 2  # the forward kernels' store flags (direct_conv.c)
 _LANES = 16  # LANES in direct_dw.c (runs of dy are rounded up to it)
 _lock = threading.Lock()
-_state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "pool": None, "pool_size": 0,
-          "pid": None, "variant": None}
+_state = {"lib": None, "tried": False, "why": "not built yet", "threads": None, "variant": None}
 
 
 # ----------------------------------------------------------------------------- build and load
@@ -170,29 +169,27 @@ def pieces(n, threads=None):
 
 def run_split(n, call, threads=None):
     """call(start, stop, k) for each piece k of the batch 0..n (:func:`pieces`), on ``threads`` (default
-    num_threads()) threads at once, each taking the next piece when it is free."""
+    num_threads()) threads at once (the caller and :mod:`convnp.accel.crew`'s helpers), each taking the next
+    piece when it is free. While another thread's call holds the helpers, this one runs its pieces alone."""
     threads = min(num_threads() if threads is None else threads, n)
     bounds = pieces(n, threads)
     if threads <= 1:
         call(0, n, 0)
         return
-    if _state["pool"] is None or _state["pool_size"] < threads or _state["pid"] != os.getpid():  # (a forked child
-        with _lock:                                                                           # needs a new pool)
-            if _state["pool"] is None or _state["pool_size"] < threads or _state["pid"] != os.getpid():
-                size = max(threads, os.cpu_count() or 1)
-                _state["pool"] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="convnp")
-                _state["pool_size"], _state["pid"] = size, os.getpid()
     taken = itertools.count()  # next() on it is atomic under the GIL: each piece goes to exactly one thread
+    failed = []
 
     def work():
         k = next(taken)
-        while k < len(bounds) - 1:
-            call(bounds[k], bounds[k + 1], k)
+        while k < len(bounds) - 1 and not failed:
+            try:
+                call(bounds[k], bounds[k + 1], k)
+            except BaseException:
+                failed.append(k)  # the other threads take no further pieces
+                raise
             k = next(taken)
-    futures = [_state["pool"].submit(work) for _ in range(1, threads)]
-    work()  # the calling thread works too
-    for f in futures:
-        f.result()
+    if not crew.crew(threads - 1).try_run(work, threads - 1):
+        work()
 
 
 # ----------------------------------------------------------------------------- the operations
