@@ -81,10 +81,8 @@ pool_planes(const float *x, long planes, long hp, long wp, const long k, long sh
                         const long idx = (top + i) * wp + left + j;
                         const float v = xp[idx];
                         nan |= v != v;
-                        if (v > best) { /* a tie keeps the earlier (row-major) cell */
-                            best = v;
-                            at = idx;
-                        }
+                        at = v > best ? idx : at; /* a tie keeps the earlier (row-major) cell; selects, no */
+                        best = v > best ? v : best; /* branch (ReLU outputs mispredict half of them) */
                     }
                 yp[r * ow + q] = nan ? NAN : best;
                 ap[r * ow + q] = nan ? -1 : (int)at;

@@ -173,6 +173,25 @@ def test_pad_planes_with_a_relu_mask():
     np.testing.assert_array_equal(out, want)
 
 
+@pytest.mark.parametrize("h, w, top, left, hp1, wp", [(7, 7, 1, 1, 10, 9), (14, 14, 1, 1, 17, 16), (3, 5, 0, 2, 4, 9),
+                                                  (6, 15, 2, 1, 10, 16), (5, 17, 1, 1, 8, 19)])
+def test_pad_planes_short_and_long_rows_keep_nan(h, w, top, left, hp1, wp):
+    # rows of <= 16 floats take AVX-512's masked loads and stores, longer ones the general copy
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, h, w)).astype(np.float32)
+    x[0, 0, 0], x[3, h - 1, w - 1] = np.nan, np.inf
+    mask = rng.standard_normal(x.shape).astype(np.float32)
+    mask[1, 0, 0], mask[0, 0, 0] = np.nan, 1.0
+    for m in (None, mask):
+        out = np.full((4, hp1, wp), -7.0, np.float32)
+        direct.pad_planes(x.reshape(2, 2, h, w), top, left, out.reshape(2, 2, hp1, wp), m)
+        want = np.zeros_like(out)
+        want[:, top:top + h, left:left + w] = x if m is None else np.where(m > 0, x, 0)
+        np.testing.assert_array_equal(out, want)  # (NaN compares equal here)
+        assert np.isnan(out[0, top, left]) and np.isposinf(out[3, top + h - 1, left + w - 1]) == (m is None or
+                                                                                                   m[3, -1, -1] > 0)
+
+
 def test_non_contiguous_input_and_nan_propagate():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((3, 8, 10, 20)).astype(np.float32)[:, :, :, ::2]  # strided view
