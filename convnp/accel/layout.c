@@ -19,6 +19,9 @@
 #include <string.h>
 
 #include "isa.h"
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 /* the 2x2 stride-2 pool as a vectorized row (pool_planes_2x2s2) from this many outputs a row: with 16-float
    vectors (AVX-512) a 12-wide row (LeNet's 24x24 maps) vectorizes badly (1.2 ms against pool_planes' 0.6 for
@@ -116,9 +119,55 @@ static void pool_planes_2x2s2(const float *x, long planes, long hp, long wp, lon
         }
 }
 
+#if defined(__AVX512F__)
+/* 2x2 windows, stride 2, at most 8 outputs a row (7x7 and 14x14 maps): the same result as pool_planes_2x2s2,
+   one output row per vector: the two input rows' 2 * ow floats loaded with a mask, their even and odd columns
+   (the window's left and right cells) gathered by permutes, the maximum and its index chosen by masked blends in
+   the same order as the scalar selects; (6400, 7, 7) planes 0.47 -> 0.13 ms against pool_planes */
+static void pool_planes_2x2s2_short(const float *x, long planes, long hp, long wp, long oh, long ow, float *y,
+                                    int *arg)
+{
+    const __mmask16 in_mask = (__mmask16)((1u << (2 * ow)) - 1), out_mask = (__mmask16)((1u << ow) - 1);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    const __m512i left_col = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 nan = _mm512_set1_ps(NAN);
+    const __m512i none = _mm512_set1_epi32(-1), one = _mm512_set1_epi32(1), row = _mm512_set1_epi32((int)wp);
+    for (long p = 0; p < planes; p++)
+        for (long r = 0; r < oh; r++) {
+            const float *top = x + (p * hp + 2 * r) * wp, *bottom = top + wp;
+            const __m512 t = _mm512_maskz_loadu_ps(in_mask, top), u = _mm512_maskz_loadu_ps(in_mask, bottom);
+            const __m512 a = _mm512_permutexvar_ps(even, t), b = _mm512_permutexvar_ps(odd, t);
+            const __m512 c = _mm512_permutexvar_ps(even, u), d = _mm512_permutexvar_ps(odd, u);
+            const __m512i at_a = _mm512_add_epi32(left_col, _mm512_set1_epi32((int)(2 * r * wp)));
+            __m512 best = a;
+            __m512i at = at_a;
+            __mmask16 m = _mm512_cmp_ps_mask(b, best, _CMP_GT_OQ); /* a tie keeps the earlier (row-major) cell */
+            at = _mm512_mask_mov_epi32(at, m, _mm512_add_epi32(at_a, one));
+            best = _mm512_mask_mov_ps(best, m, b);
+            m = _mm512_cmp_ps_mask(c, best, _CMP_GT_OQ);
+            at = _mm512_mask_mov_epi32(at, m, _mm512_add_epi32(at_a, row));
+            best = _mm512_mask_mov_ps(best, m, c);
+            m = _mm512_cmp_ps_mask(d, best, _CMP_GT_OQ);
+            at = _mm512_mask_mov_epi32(at, m, _mm512_add_epi32(_mm512_add_epi32(at_a, row), one));
+            best = _mm512_mask_mov_ps(best, m, d);
+            const __mmask16 any_nan = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q) |
+                                      _mm512_cmp_ps_mask(c, c, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q);
+            _mm512_mask_storeu_ps(y + (p * oh + r) * ow, out_mask, _mm512_mask_mov_ps(best, any_nan, nan));
+            _mm512_mask_storeu_epi32(arg + (p * oh + r) * ow, out_mask, _mm512_mask_mov_epi32(at, any_nan, none));
+        }
+}
+#endif
+
 static void pool_dispatch(const float *x, long planes, long hp, long wp, long k, long sh, long sw, long oh, long ow,
                           float *y, int *arg)
 {
+#if defined(__AVX512F__)
+    if (k == 2 && sh == 2 && sw == 2 && ow <= 8) {
+        pool_planes_2x2s2_short(x, planes, hp, wp, oh, ow, y, arg);
+        return;
+    }
+#endif
     if (k == 2 && sh == 2 && sw == 2 && ow >= POOL_ROW_MIN)
         pool_planes_2x2s2(x, planes, hp, wp, oh, ow, y, arg);
     else if (k == 2)
