@@ -25,7 +25,8 @@
 
 /* the 2x2 stride-2 pool as a vectorized row (pool_planes_2x2s2) from this many outputs a row: with 16-float
    vectors (AVX-512) a 12-wide row (LeNet's 24x24 maps) vectorizes badly (1.2 ms against pool_planes' 0.6 for
-   (100,30,24,24)); with 8 or 4 floats it is 4x faster than pool_planes (0.5 against 2.1-2.3 ms) */
+   (100,30,24,24)); with 8 or 4 floats it is 4x faster than pool_planes (0.5 against 2.1-2.3 ms). On AVX-512
+   rows of up to 16 outputs take pool_planes_2x2s2_short */
 #if defined(__AVX512F__)
 #define POOL_ROW_MIN 16
 #else
@@ -120,26 +121,29 @@ static void pool_planes_2x2s2(const float *x, long planes, long hp, long wp, lon
 }
 
 #if defined(__AVX512F__)
-/* 2x2 windows, stride 2, at most 8 outputs a row (7x7 and 14x14 maps): the same result as pool_planes_2x2s2,
-   one output row per vector: the two input rows' 2 * ow floats loaded with a mask, their even and odd columns
-   (the window's left and right cells) gathered by permutes, the maximum and its index chosen by masked blends in
-   the same order as the scalar selects; (6400, 7, 7) planes 0.47 -> 0.13 ms against pool_planes */
+/* 2x2 windows, stride 2, at most 16 outputs a row (7x7 to 32x32 maps): the same result as pool_planes_2x2s2, one
+   output row per vector: the two input rows' 2 * ow floats loaded with masks (two vectors each), their even and
+   odd columns (the windows' left and right cells) gathered by two-source permutes, the maximum and its index
+   chosen by masked blends in the same order as the scalar selects. One thread: (6400, 7, 7) planes 0.47 ->
+   0.09 ms, (3200, 14, 14) 0.36 -> 0.15, (1600, 28, 28) 0.55 -> 0.29, (3000, 24, 24) 0.74 -> 0.38 (pool_planes) */
 static void pool_planes_2x2s2_short(const float *x, long planes, long hp, long wp, long oh, long ow, float *y,
                                     int *arg)
 {
-    const __mmask16 in_mask = (__mmask16)((1u << (2 * ow)) - 1), out_mask = (__mmask16)((1u << ow) - 1);
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    const long n_lo = 2 * ow < 16 ? 2 * ow : 16, n_hi = 2 * ow - n_lo; /* floats of a row in each vector */
+    const __mmask16 lo_mask = (__mmask16)((1u << n_lo) - 1), hi_mask = (__mmask16)((1u << n_hi) - 1);
+    const __mmask16 out_mask = (__mmask16)((1u << ow) - 1);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-    const __m512i left_col = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512 nan = _mm512_set1_ps(NAN);
     const __m512i none = _mm512_set1_epi32(-1), one = _mm512_set1_epi32(1), row = _mm512_set1_epi32((int)wp);
     for (long p = 0; p < planes; p++)
         for (long r = 0; r < oh; r++) {
             const float *top = x + (p * hp + 2 * r) * wp, *bottom = top + wp;
-            const __m512 t = _mm512_maskz_loadu_ps(in_mask, top), u = _mm512_maskz_loadu_ps(in_mask, bottom);
-            const __m512 a = _mm512_permutexvar_ps(even, t), b = _mm512_permutexvar_ps(odd, t);
-            const __m512 c = _mm512_permutexvar_ps(even, u), d = _mm512_permutexvar_ps(odd, u);
-            const __m512i at_a = _mm512_add_epi32(left_col, _mm512_set1_epi32((int)(2 * r * wp)));
+            const __m512 t0 = _mm512_maskz_loadu_ps(lo_mask, top), t1 = _mm512_maskz_loadu_ps(hi_mask, top + 16);
+            const __m512 u0 = _mm512_maskz_loadu_ps(lo_mask, bottom), u1 = _mm512_maskz_loadu_ps(hi_mask, bottom + 16);
+            const __m512 a = _mm512_permutex2var_ps(t0, even, t1), b = _mm512_permutex2var_ps(t0, odd, t1);
+            const __m512 c = _mm512_permutex2var_ps(u0, even, u1), d = _mm512_permutex2var_ps(u0, odd, u1);
+            const __m512i at_a = _mm512_add_epi32(even, _mm512_set1_epi32((int)(2 * r * wp)));
             __m512 best = a;
             __m512i at = at_a;
             __mmask16 m = _mm512_cmp_ps_mask(b, best, _CMP_GT_OQ); /* a tie keeps the earlier (row-major) cell */
@@ -163,7 +167,7 @@ static void pool_dispatch(const float *x, long planes, long hp, long wp, long k,
                           float *y, int *arg)
 {
 #if defined(__AVX512F__)
-    if (k == 2 && sh == 2 && sw == 2 && ow <= 8) {
+    if (k == 2 && sh == 2 && sw == 2 && ow <= 16) {
         pool_planes_2x2s2_short(x, planes, hp, wp, oh, ow, y, arg);
         return;
     }
