@@ -2,9 +2,9 @@
 
 Unfused, the convolution writes its whole output (LeNet's (100, 30, 24, 24): 6.9 MB) and the pool reads it back
 from memory; in the backward the pool writes the full-size gradient and the convolution reads it and the ReLU's
-output again. Here each piece of the batch (a dozen samples, :func:`convnp.accel.direct.pieces`) is convolved
-and pooled, or un-pooled and differentiated, on one thread while it is in that core's cache. The numbers are
-those of the unfused kernels (the same C functions run on the same data):
+output again. Here each piece of the batch (16-17 samples of a batch of 100, :func:`convnp.accel.direct.pieces`)
+is convolved and pooled, or un-pooled and differentiated, on one thread while it is in that core's cache. The
+numbers are those of the unfused kernels (the same C functions run on the same data):
 
     forward   z = relu(conv(x) + b) (direct_conv.c / direct_cv.c), y = max of each k x k window of z, argmax
     backward  g = dy where y > 0 (the ReLU's gradient at each window's maximum: y = z there), dz = g scattered

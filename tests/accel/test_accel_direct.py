@@ -162,6 +162,15 @@ def test_run_split_gives_every_sample_to_exactly_one_call(monkeypatch):
     assert len(bounds) - 1 == 3 * direct.PIECES_PER_THREAD
 
 
+def test_large_batches_take_fewer_pieces_per_thread():
+    for n, per_thread in ((8, direct.PIECES_PER_THREAD), (direct.LARGE_BATCH - 1, direct.PIECES_PER_THREAD),
+                          (direct.LARGE_BATCH, direct.PIECES_PER_THREAD_LARGE), (100, direct.PIECES_PER_THREAD_LARGE)):
+        bounds = direct.pieces(n, 2)
+        assert len(bounds) - 1 == min(n, 2 * per_thread) and bounds[0] == 0 and bounds[-1] == n
+        assert all(b > a for a, b in zip(bounds, bounds[1:]))  # no empty piece
+    assert direct.PIECES_PER_THREAD_LARGE < direct.PIECES_PER_THREAD
+
+
 def test_pad_planes_with_a_relu_mask():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
