@@ -13,7 +13,8 @@ below the machine's peak. The kernels read each tap's contiguous run of the padd
 * ``direct_dw.c`` (:func:`conv2d_backward`): dW as 16-lane sums over the batch, 4 filters x up to 6 taps in
   registers, db on the way; a fused ReLU's backward (dy only where its output is > 0) happens in the copies;
 * ``direct_cv.c``: the same products vectorized over filters, for layers with a multiple of 32 filters (no
-  padding columns computed and dropped); it also reads strided positions (forward and dW of strided convs);
+  padding columns computed and dropped; the forward and dx also for 16 filters over >= 16 channels,
+  :func:`_cv_forward`); it also reads strided positions (forward and dW of strided convs);
 * ``phases.c`` (:func:`conv2d_strided`): other strided convolutions as a sum of stride-1 convolutions over
   the phases xpad[a::sh, b::sw] with the taps w[a::sh, b::sw]; the dx of every strided convolution, phase by
   phase, written back to the phase's positions.
