@@ -24,7 +24,8 @@ float32 convolutions the planner gives them.
 
 Threads: each call cuts the batch into pieces that :func:`num_threads` Python threads (the caller and
 ``crew.py``'s helpers) take in turn (ctypes releases the GIL); a layer's pad + convolution, and its backward's
-dW + dy padding + dx, run piece by piece so that a piece stays in one core's cache. ``convnp.accel.threads`` decides when the kernels get every core.
+dW + dy padding + dx, run piece by piece so that a piece stays in one core's cache. ``convnp.accel.threads``
+decides when the kernels get every core.
 
 How it is built: :mod:`convnp.utils.build` compiles the sources once per instruction-set variant (avx512, avx2,
 generic: ``isa.h`` sets the register blocking of each; ``CONVNP_ISA`` forces one) into ``$CONVNP_CACHE_DIR``

@@ -159,7 +159,8 @@ static int cv_forward(const float *x, long n_n, long c_n, long plane, const floa
     const int relu = flags & STORE_RELU, add = flags & STORE_ADD;
     /* filters per block: OV vectors, or one vector of twice the positions for a multiple of LANES only */
     const int ov = o_n % (OV * LANES) == 0 ? OV : 1;
-    const long block = ov == OV ? PP : CV1_POSITIONS, positions = oh * ow, padded = (positions + block - 1) / block * block;
+    const long block = ov == OV ? PP : CV1_POSITIONS, positions = oh * ow;
+    const long padded = (positions + block - 1) / block * block;
     const long width = ov * LANES;
     long chunks = (c_n * kk * width + CV_CHUNK_FLOATS - 1) / CV_CHUNK_FLOATS;
     chunks = chunks < 1 ? 1 : (chunks > c_n ? c_n : chunks);

@@ -29,12 +29,13 @@ def _geometry(x, w, padding):
 
 
 def can_run(x, w, b, padding, pool, training=True, input_grad=True) -> bool:
-    """Whether :func:`conv2d_relu_max_pool2d_forward` computes this case: the direct provider runs the
-    convolution (float32 NumPy arrays, kernel > 1x1, the planner's choice for a stride-1 convolution with a
-    fused ReLU), a 2x2 or 3x3 pool, at least one window, and, for a training step that needs dx, zero padding
-    within the kernel's reach (dx as a convolution of dy)."""
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1] or (pool, pool) not in accel.POOL_WINDOWS:
-        return False
+    """Whether :func:`conv2d_relu_max_pool2d_forward` computes this case: a non-empty batch, the direct provider
+    runs the convolution (float32 NumPy arrays, kernel > 1x1, the planner's choice for a stride-1 convolution
+    with a fused ReLU), a 2x2 or 3x3 pool, at least one window, and, for a training step that needs dx, zero
+    padding within the kernel's reach (dx as a convolution of dy)."""
+    if (x.ndim != 4 or w.ndim != 4 or x.shape[0] == 0 or x.shape[1] != w.shape[1]
+            or (pool, pool) not in accel.POOL_WINDOWS):
+        return False  # (an empty batch takes the layers' own path, which knows its output shape)
     g, pads = _geometry(x, w, padding)
     if min(g.oh, g.ow) < pool or not conv_direct.direct_can_run(x, w, b, g, 1, "zeros"):
         return False

@@ -231,3 +231,17 @@ def test_conv_relu_pool_fuses_only_where_nothing_can_tell(kernels_on):
         np.testing.assert_allclose(inference, pool(conv(x)), rtol=1e-6, atol=1e-6)
     with pytest.raises(RuntimeError, match="before forward"):
         model.backward(np.ones_like(inference))  # the no_grad forward kept no cache: no stale gradient
+
+
+@pytest.mark.parametrize("plan", ["fixed", "measure"])
+def test_conv_relu_pool_on_an_empty_or_tiny_batch(kernels_on, plan, monkeypatch):
+    monkeypatch.setenv("CONVNP_PLAN", plan)  # (measuring must not time providers on an empty batch)
+    model = _conv_pool(16, 16, 3, 1, 2)
+    empty = np.zeros((0, 16, 8, 8), np.float32)
+    y = model(empty)
+    assert y.shape == (0, 16, 4, 4) and not fusion.ran_fused(model[0], model[1])
+    assert model.backward(np.zeros(y.shape, np.float32)).shape == empty.shape
+    one = np.random.default_rng(8).standard_normal((1, 16, 3, 3)).astype(np.float32)
+    y = model(one)  # a 3x3 conv output: one 2x2 window, the last row and column dropped
+    assert y.shape == (1, 16, 1, 1)
+    assert model.backward(np.ones(y.shape, np.float32)).shape == one.shape
