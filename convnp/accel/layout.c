@@ -23,15 +23,10 @@
 #include <immintrin.h>
 #endif
 
-/* the 2x2 stride-2 pool as a vectorized row (pool_planes_2x2s2) from this many outputs a row: with 16-float
-   vectors (AVX-512) a 12-wide row (LeNet's 24x24 maps) vectorizes badly (1.2 ms against pool_planes' 0.6 for
-   (100,30,24,24)); with 8 or 4 floats it is 4x faster than pool_planes (0.5 against 2.1-2.3 ms). On AVX-512
-   rows of up to 16 outputs take pool_planes_2x2s2_short */
-#if defined(__AVX512F__)
-#define POOL_ROW_MIN 16
-#else
-#define POOL_ROW_MIN 1
-#endif
+/* the 2x2 stride-2 pool as a vectorized row of selects (pool_planes_2x2s2): with 8 or 4 floats it is 4x faster
+   than pool_planes (0.5 against 2.1-2.3 ms for (100,30,24,24)); with 16-float vectors (AVX-512) a 12-wide row
+   vectorizes badly (1.2 ms against pool_planes' 0.6), so there rows of up to 16 outputs take
+   pool_planes_2x2s2_short, one vector per output row */
 
 /* sum of a row in vector lanes (a fixed order: the same result on every run), then its tail */
 static inline float row_sum(const float *a, long l)
@@ -172,7 +167,7 @@ static void pool_dispatch(const float *x, long planes, long hp, long wp, long k,
         return;
     }
 #endif
-    if (k == 2 && sh == 2 && sw == 2 && ow >= POOL_ROW_MIN)
+    if (k == 2 && sh == 2 && sw == 2)
         pool_planes_2x2s2(x, planes, hp, wp, oh, ow, y, arg);
     else if (k == 2)
         pool_planes(x, planes, hp, wp, 2, sh, sw, oh, ow, y, arg);

@@ -101,7 +101,7 @@ def conv_pool_fusable(conv, pool, x) -> bool:
     if (conv.strides != (1, 1) or conv.dilation_rate != (1, 1) or conv.groups != 1 or conv.padding_mode != "zeros"
             or k[0] != k[1] or pair(pool.strides if pool.strides is not None else k, "strides", "MaxPool2D") != k
             or pool.padding not in ("valid", 0, (0, 0)) or pair(pool.dilation, "dilation", "MaxPool2D") != (1, 1)
-            or pool.ceil_mode or pool.return_indices or x.ndim != 4 or x.shape[1] != conv.in_channels):
+            or pool.ceil_mode or pool.return_indices):
         return False
     bias = None if conv.bias is None else conv.bias.data
     return conv_pool.can_run(x, conv.weight.data, bias, conv.padding, k[0], backend.is_grad_enabled(),
@@ -113,9 +113,9 @@ def conv_relu_pool(conv, pool, x):
     gradient through :func:`conv_relu_pool_backward`."""
     check_numeric(conv, x)
     conv.check_input(x, 4, conv.in_channels)
-    y, cache = conv_pool.conv2d_relu_max_pool2d_forward(x, conv.weight.data, None if conv.bias is None else
-                                                        conv.bias.data, conv.padding, pool.pool_size
-                                                        if isinstance(pool.pool_size, int) else pool.pool_size[0],
+    bias = None if conv.bias is None else conv.bias.data
+    y, cache = conv_pool.conv2d_relu_max_pool2d_forward(x, conv.weight.data, bias, conv.padding,
+                                                        pair(pool.pool_size, "pool_size", "MaxPool2D")[0],
                                                         save_cache=backend.is_grad_enabled())
     conv._save_cache(cache)
     pool._save_cache(_PooledByConv(conv))

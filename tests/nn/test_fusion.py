@@ -245,3 +245,20 @@ def test_conv_relu_pool_on_an_empty_or_tiny_batch(kernels_on, plan, monkeypatch)
     y = model(one)  # a 3x3 conv output: one 2x2 window, the last row and column dropped
     assert y.shape == (1, 16, 1, 1)
     assert model.backward(np.ones(y.shape, np.float32)).shape == one.shape
+
+
+def test_functional_conv_relu_pool_backward_errors_say_what_was_wrong(kernels_on):
+    from convnp.functional import conv_pool as FCP
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    assert FCP.can_run(x, w, None, 1, 2)
+    y, cache = FCP.conv2d_relu_max_pool2d_forward(x, w, None, 1, 2, save_cache=False)
+    assert cache is None and y.shape == (2, 16, 3, 3)
+    with pytest.raises(RuntimeError, match="no cache"):
+        FCP.conv2d_relu_max_pool2d_backward(np.ones_like(y), cache)
+    y, cache = FCP.conv2d_relu_max_pool2d_forward(x, w, None, 1, 2)
+    with pytest.raises(ValueError, match=r"pooled output's shape \(2, 16, 3, 3\), got \(2, 16, 6, 6\)"):
+        FCP.conv2d_relu_max_pool2d_backward(np.ones((2, 16, 6, 6), np.float32), cache)
+    dx, dw, db = FCP.conv2d_relu_max_pool2d_backward(np.ones_like(y), cache)
+    assert dx.shape == x.shape and dw.shape == w.shape and db is None
